@@ -1,0 +1,25 @@
+# The README's two commands: `make demo` (set up + the main job) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip -q --disable-pip-version-check
+STAMP := $(VENV)/.setup-done
+
+.PHONY: setup test clean-venv
+
+setup: $(STAMP)
+
+# fairseq-fixed compiles extensions against the installed torch, hence --no-build-isolation and torch first.
+# Pins live in pyproject.toml; torch/numpy/cython here are the build requirements of fairseq-fixed.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install torch==2.13.0 numpy==2.4.6 cython==3.3.1 wheel setuptools
+	$(PIP) install --no-build-isolation -e ".[test]"
+	$(PY) -c "import fairseq, torch, sacrebleu, sentencepiece, sacremoses, cgc_fairseq; print('setup ok: fairseq', fairseq.__version__, 'torch', torch.__version__)"
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,133 @@
+"""Model-level properties of the cgc_lightconv archs: conv types, padding, causality, incremental decoding."""
+import pytest
+import torch
+from fairseq.modules import DynamicConv_scripatable, LightweightConv1dTBC
+
+from cgc_fairseq.gated_conv import GatedDynamicConv1dTBC, GatedLightweightConv1dTBC
+from tests.helpers import TINY, build, dictionary, gates, randomize_gates, tokens
+
+ARCH_CONV = {
+    "cgc_lightconv_iwslt_de_en": GatedLightweightConv1dTBC,
+    "cgc_dynamicconv_iwslt_de_en": GatedDynamicConv1dTBC,
+    "cgc_lightconv_small": GatedLightweightConv1dTBC,
+    "cgc_dynamicconv_small": GatedDynamicConv1dTBC,
+    "lightconv_small": LightweightConv1dTBC,
+    "dynamicconv_small": DynamicConv_scripatable,  # what fairseq's lightconv model builds on CPU
+}
+VARIANTS = ["cgc_lightconv_small", "cgc_dynamicconv_small"]
+GATES = [[], ["--cgc-gate", "channel"], ["--cgc-context", "mean"], ["--cgc-renorm"]]
+
+
+def convs(model):
+    return [layer.conv for layer in (*model.encoder.layers, *model.decoder.layers)]
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("arch", ARCH_CONV)
+def test_arch_builds_the_conv_its_name_says(arch):
+    model = build(arch, *(TINY if "iwslt" not in arch else []))
+    assert {type(conv) for conv in convs(model)} == {ARCH_CONV[arch]}
+    gated = arch.startswith("cgc_")
+    assert all((getattr(conv, "context_gate", None) is not None) == gated for conv in convs(model))
+    assert [conv.causal for conv in convs(model) if gated] in ([], [False] * len(model.encoder.layers) + [True] * len(
+        model.decoder.layers))
+
+
+@pytest.mark.parametrize("arch", [a for a in ARCH_CONV if a.startswith("cgc_")])
+def test_gate_parameter_overhead_is_a_rounding_error(arch):
+    vocab = dictionary(10000)  # a realistic joined vocabulary
+    gated, ungated = n_params(build(arch, vocab=vocab)), n_params(build(arch, "--no-cgc", vocab=vocab))
+    overhead = (gated - ungated) / ungated
+    print(f"{arch}: {gated:,} parameters, gate {gated - ungated:,} (+{100 * overhead:.3f}%)")
+    assert 0 < overhead < 0.001
+
+
+def test_where_and_no_cgc_choose_the_gated_side():
+    enc = build("cgc_lightconv_small", *TINY, "--cgc-where", "encoder")
+    assert [c.context_gate is not None for c in convs(enc)] == [True, True, False, False]
+    dec = build("cgc_lightconv_small", *TINY, "--cgc-where", "decoder")
+    assert [c.context_gate is not None for c in convs(dec)] == [False, False, True, True]
+    assert not gates(build("cgc_lightconv_small", *TINY, "--no-cgc"))
+
+
+@pytest.mark.parametrize("arch", VARIANTS)
+def test_gradients_reach_every_gate_parameter(arch):
+    model = build(arch, *TINY)  # default (untrained) initialisation, as training starts
+    model.train()
+    vocab = model.encoder.dictionary
+    src, src_lengths = tokens(vocab, 4, 9, seed=1)
+    prev, _ = tokens(vocab, 4, 7, seed=2, left_pad=False)
+    out, _ = model(src, src_lengths, prev)
+    out.logsumexp(-1).sum().backward()
+    params = [p for g in gates(model) for p in g.parameters()]
+    assert params and all(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
+
+
+@pytest.mark.parametrize("arch", VARIANTS)
+@pytest.mark.parametrize("gate", GATES, ids=lambda g: " ".join(g) or "default")
+def test_encoder_output_ignores_extra_left_padding(arch, gate):
+    model = build(arch, *TINY, *gate).eval()
+    randomize_gates(model)
+    vocab = model.encoder.dictionary
+    src, lengths = tokens(vocab, 3, 8, seed=3)
+    n = lengths[1].item()
+    alone = src[1:2, -n:]  # the same sentence without padding
+    assert src[1, 0] == vocab.pad()
+    with torch.no_grad():
+        batched = model.encoder(src, lengths)["encoder_out"][0][-n:, 1]
+        single = model.encoder(alone, lengths[1:2])["encoder_out"][0][:, 0]
+    assert (batched - single).abs().max() < 1e-5
+
+
+def decode_full(model, src, lengths, prev):
+    enc = model.encoder(src, lengths)
+    return model.decoder(prev, encoder_out=enc)[0]
+
+
+@pytest.mark.parametrize("arch", VARIANTS)
+@pytest.mark.parametrize("gate", GATES, ids=lambda g: " ".join(g) or "default")
+def test_decoder_is_causal(arch, gate):
+    model = build(arch, *TINY, *gate).eval()
+    randomize_gates(model)
+    vocab = model.encoder.dictionary
+    src, lengths = tokens(vocab, 2, 6, seed=4)
+    prev = torch.randint(vocab.nspecial, len(vocab), (2, 10))
+    with torch.no_grad():
+        base = decode_full(model, src, lengths, prev)
+        for t in (1, 5, 9):
+            changed = prev.clone()
+            changed[:, t] = (changed[:, t] - vocab.nspecial + 1) % (len(vocab) - vocab.nspecial) + vocab.nspecial
+            out = decode_full(model, src, lengths, changed)
+            assert torch.equal(out[:, :t], base[:, :t])
+            assert not torch.allclose(out[:, t], base[:, t])
+
+
+@pytest.mark.parametrize("arch", VARIANTS)
+@pytest.mark.parametrize("gate", GATES, ids=lambda g: " ".join(g) or "default")
+def test_incremental_decoding_equals_full_forward_with_beam_reorder(arch, gate):
+    model = build(arch, *TINY, *gate).eval()
+    randomize_gates(model)
+    vocab = model.encoder.dictionary
+    src, lengths = tokens(vocab, 3, 7, seed=5)
+    prev = torch.randint(vocab.nspecial, len(vocab), (3, 12))
+    prev[:, 0] = vocab.eos()
+    new_order = torch.tensor([2, 0, 0, 1])  # a beam step: reorder, drop and duplicate hypotheses
+    switch = 5  # reorder after this many steps
+    with torch.no_grad():
+        enc = model.encoder(src, lengths)
+        state, steps = {}, []
+        for t in range(prev.size(1)):
+            if t == switch:
+                enc = model.encoder.reorder_encoder_out(enc, new_order)
+                model.decoder.reorder_incremental_state_scripting(state, new_order)
+                prev = prev[new_order]
+                steps = [s[new_order] for s in steps]
+            steps.append(model.decoder(prev[:, : t + 1], encoder_out=enc, incremental_state=state)[0])
+        incremental = torch.cat(steps, dim=1)
+        full = model.decoder(prev, encoder_out=enc)[0]
+    diff = (incremental - full).abs().max().item()
+    print(f"{arch} {' '.join(gate) or 'default'}: max |incremental - full| = {diff:.2e}")
+    assert diff < 1e-5
