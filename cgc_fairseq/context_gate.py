@@ -10,20 +10,15 @@ Changes from the paper: LayerNorm over d instead of BatchNorm (batch statistics 
 incremental decoding); the input-channel branch is averaged over the channels of a head (the kernel of a head is
 shared by its channels, and mean(E) W_d1 == mean(E W_d1) since W_d1 is linear).
 
-Context sources:
-  encoder: the whole sentence, non-pad positions only;
-  decoder: causal, the context of step t pools positions <= t only, from prefix sums S[j] = sum_{tau < j} x[tau].
+Context sources, as pooling matrices over time (weights N x bins x T, so pool(x) = weights @ x):
+  encoder: the whole sentence, non-pad positions only (N = 1);
+  decoder: causal, row t pools positions <= t only (N = T; in incremental decoding one row over the history).
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 GATE_INIT_STD = 0.01  # decoders start near zero, so an untrained gate is ~ sigmoid(0) = 0.5 everywhere
-
-
-def prefix_sums(x):
-    """x: T x B x C -> S: (T+1) x B x C with S[j] = sum of x[:j] (S[0] = 0)."""
-    return torch.cat([x.new_zeros(1, *x.shape[1:]), torch.cumsum(x, dim=0)], dim=0)
 
 
 def bin_bounds(lengths, bins):
@@ -33,43 +28,45 @@ def bin_bounds(lengths, bins):
     return (i * lengths) // bins, ((i + 1) * lengths + bins - 1) // bins
 
 
-def pool_bins(sums, start, end):
-    """Bin means from prefix sums. sums: (T+1) x B x C; start, end: N x B x K indices into sums -> N x B x C x K."""
-    N, B, K = start.shape
-    C = sums.size(2)
-    flat = sums.reshape(-1, C)  # row j * B + b holds S[j, b]
-    batch = torch.arange(B, device=sums.device).view(1, B, 1)
+def pooling_weights(lengths, bins, size, offset=0):
+    """Adaptive average pooling as a matrix: (..., bins, size), row i = 1/|bin i| on the positions of bin i.
 
-    def rows(idx):
-        return flat.index_select(0, (idx * B + batch).reshape(-1)).view(N, B, K, C)
-
-    width = (end - start).clamp(min=1).unsqueeze(-1).to(sums.dtype)
-    return ((rows(end) - rows(start)) / width).permute(0, 1, 3, 2)
+    lengths (...): positions pooled, starting at `offset` (a number or a tensor like lengths)."""
+    start, end = bin_bounds(lengths, bins)
+    if torch.is_tensor(offset):
+        offset = offset.unsqueeze(-1)
+    position = torch.arange(size, device=lengths.device)
+    inside = (position >= (start + offset).unsqueeze(-1)) & (position < (end + offset).unsqueeze(-1))
+    return inside.float() / (end - start).clamp(min=1).unsqueeze(-1)
 
 
-def sentence_context(x, padding_mask, bins):
-    """Encoder context: x (T x B x C) pooled to `bins` bins over the non-pad positions -> 1 x B x C x bins."""
+def sentence_pooling(x, padding_mask, bins):
+    """Encoder: pool the whole sentence, non-pad positions only -> 1 x B x bins x T weights."""
     T, B, _ = x.shape
     if padding_mask is None:
         lengths = torch.full((B,), T, dtype=torch.long, device=x.device)
-        offset = torch.zeros_like(lengths)
+        offset = 0
     else:
         real = ~padding_mask  # B x T; fairseq pads on one side, so the real tokens are contiguous
-        x = x.masked_fill(padding_mask.t().unsqueeze(-1), 0)
         lengths = real.sum(1)
         offset = real.long().argmax(1)  # first real position (> 0 for left padding)
-    start, end = bin_bounds(lengths, bins)
-    return pool_bins(prefix_sums(x), (start + offset[:, None]).unsqueeze(0), (end + offset[:, None]).unsqueeze(0))
+    return pooling_weights(lengths, bins, T, offset).unsqueeze(0)
 
 
-def causal_context(sums, steps, bins):
-    """Decoder context: for each step t in `steps`, pool the prefix x[0..t] to `bins` bins -> len(steps) x B x C x bins.
+def causal_pooling(steps, bins, size):
+    """Decoder: the context of step t pools positions 0..t only -> len(steps) x 1 x bins x size weights."""
+    return pooling_weights(steps + 1, bins, size).unsqueeze(1)
 
-    sums: prefix sums (T'+1) x B x C covering at least positions 0..max(steps).
-    """
-    start, end = bin_bounds(steps + 1, bins)  # N x bins
-    B = sums.size(1)
-    return pool_bins(sums, start.unsqueeze(1).expand(-1, B, -1), end.unsqueeze(1).expand(-1, B, -1))
+
+def pool(weights, x):
+    """weights N x B' x J x T (B' = 1 or B), x T x B x C -> B x C x N x J, the layout the gate computes in."""
+    N, shared, J, T = weights.shape
+    B, C = x.shape[1:]
+    weights = weights.to(x.dtype)
+    if shared == 1:  # decoder: the same weights for the whole batch, one (B C x T) @ (T x N J) product
+        return torch.mm(x.reshape(T, B * C).t(), weights.view(N * J, T).t()).view(B, C, N, J)
+    assert N == 1  # encoder: weights per sentence
+    return torch.bmm(x.permute(1, 2, 0), weights[0].transpose(1, 2)).view(B, C, 1, J)
 
 
 class ContextGate(nn.Module):
@@ -109,21 +106,25 @@ class ContextGate(nn.Module):
             nn.init.normal_(m.weight, std=GATE_INIT_STD)
             nn.init.zeros_(m.bias)
 
-    def forward(self, pooled):
-        """pooled: N x B x C x bins -> G: N x B x groups x K, in (0, 1)."""
-        N, B, C, _ = pooled.shape
+    def forward(self, x, pooling):
+        """x: T x B x C; pooling: N x B' x bins x T weights -> G: N x B x groups x K, in (0, 1)."""
         H, K = self.num_heads, self.kernel_size
         if self.context == "mean":
-            hidden = F.relu(self.mean_hidden(pooled.squeeze(-1)))  # N x B x d
-            return torch.sigmoid(self.decode_out(hidden).view(N, B, self.groups, K))
-        E = F.relu(self.encode_norm(self.encode(pooled)))  # N x B x C x d
-        E_heads = E.view(N, B, H, C // H, -1)  # N x B x H x R x d
-        O = torch.matmul(self.interact, E_heads) + self.interact_bias  # N x B x H x (1|R) x d
+            mean = pool(pooling, x).squeeze(-1).transpose(1, 2)  # B x N x C
+            B, N, _ = mean.shape
+            hidden = F.relu(self.mean_hidden(mean))  # B x N x d
+            return torch.sigmoid(self.decode_out(hidden).view(B, N, self.groups, K)).transpose(0, 1)
+        # pool(x) W_e == pool(x) with the weights W_e pooling: a product over time, no B x C x N x K tensor
+        encoded = pool(torch.matmul(self.encode.weight, pooling), x) + self.encode.bias  # B x C x N x d
+        B, C, N, d = encoded.shape
+        E = F.relu(self.encode_norm(encoded))  # context encoding: ReLU(LN(pool(x) W_e))
+        E_heads = E.view(B, H, C // H, N * d)  # B x H x R x N d
+        O = torch.matmul(self.interact, E_heads) + self.interact_bias  # channel interacting: B x H x (1|R) x N d
         if self.gate == "head":
-            logits = self.decode_in(E_heads.mean(3)) + self.decode_out(O.squeeze(3))  # N x B x H x K
+            logits = self.decode_in(E_heads.mean(2).view(B, H, N, d)) + self.decode_out(O.view(B, H, N, d))
         else:
-            logits = self.decode_in(E) + self.decode_out(O.reshape(N, B, C, -1))  # N x B x C x K
-        return torch.sigmoid(logits)
+            logits = self.decode_in(E) + self.decode_out(O.view(B, C, N, d))
+        return torch.sigmoid(logits.permute(2, 0, 1, 3))  # gate decoding: N x B x (H|C) x K
 
     def extra_repr(self):
         return f"context={self.context}, gate={self.gate}, bins={self.bins}"

@@ -14,7 +14,7 @@ import torch
 from fairseq import utils
 from fairseq.modules import DynamicConv1dTBC, LightweightConv1dTBC
 
-from .context_gate import ContextGate, causal_context, prefix_sums, sentence_context
+from .context_gate import ContextGate, causal_pooling, sentence_pooling
 
 
 @dataclass
@@ -77,7 +77,7 @@ class ContextGatedConv:
         T, B, C = x.shape
         kernel = self.base_kernel(x)  # N x B' x H x K (N, B' = 1 when shared)
         if self.context_gate is not None:
-            gate = self.context_gate(self.context(x, incremental_state))  # N x B x (H|C) x K
+            gate = self.context_gate(*self.context(x, incremental_state))  # N x B x (H|C) x K
             if self.record_gates:
                 self.last_gate = gate.detach()
             if gate.size(2) != kernel.size(2):  # per-channel gate: every channel gets its own kernel
@@ -97,19 +97,17 @@ class ContextGatedConv:
         return out
 
     def context(self, x, incremental_state):
-        """Pooled context N x B x C x bins: N = 1 for the encoder, one row per position for the decoder."""
+        """(inputs, pooling weights) of the context: N = 1 row for the encoder, one row per decoder position."""
         bins = self.context_gate.bins
         if not self.causal:
-            return sentence_context(x, self.padding_mask, bins)
-        if incremental_state is None:
-            return causal_context(prefix_sums(x), torch.arange(x.size(0), device=x.device), bins)
-        sums = utils.get_incremental_state(self, incremental_state, "context_sums")
-        if sums is None:
-            sums = x.new_zeros(1, *x.shape[1:])
-        sums = torch.cat([sums, sums[-1:] + x], dim=0)  # S[t+1] = S[t] + x_t
-        utils.set_incremental_state(self, incremental_state, "context_sums", sums)
-        step = torch.full((1,), sums.size(0) - 2, dtype=torch.long, device=x.device)
-        return causal_context(sums, step, bins)
+            return x, sentence_pooling(x, self.padding_mask, bins)
+        if incremental_state is not None:  # pool the history of inputs, kept in the incremental state
+            history = utils.get_incremental_state(self, incremental_state, "context_history")
+            x = x if history is None else torch.cat([history, x], dim=0)
+            utils.set_incremental_state(self, incremental_state, "context_history", x)
+            step = torch.full((1,), x.size(0) - 1, dtype=torch.long, device=x.device)
+            return x, causal_pooling(step, bins, x.size(0))
+        return x, causal_pooling(torch.arange(x.size(0), device=x.device), bins, x.size(0))
 
     def _step(self, x, kernel, incremental_state):
         """One decoding step: x 1 x B x C, kernel (B*G) x 1 x K, over the last K inputs."""
@@ -125,9 +123,9 @@ class ContextGatedConv:
 
     def reorder_incremental_state(self, incremental_state, new_order):
         super().reorder_incremental_state(incremental_state, new_order)
-        sums = utils.get_incremental_state(self, incremental_state, "context_sums")
-        if sums is not None:
-            utils.set_incremental_state(self, incremental_state, "context_sums", sums.index_select(1, new_order))
+        history = utils.get_incremental_state(self, incremental_state, "context_history")
+        if history is not None:
+            utils.set_incremental_state(self, incremental_state, "context_history", history.index_select(1, new_order))
 
 
 class GatedLightweightConv1dTBC(ContextGatedConv, LightweightConv1dTBC):

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from fairseq.modules import DynamicConv1dTBC, DynamicConv_scripatable, LightweightConv1dTBC
 
-from cgc_fairseq.context_gate import causal_context, prefix_sums, sentence_context
+from cgc_fairseq.context_gate import causal_pooling, pool, sentence_pooling
 from cgc_fairseq.gated_conv import GateConfig, GatedDynamicConv1dTBC, GatedLightweightConv1dTBC
 
 REFERENCE = {GatedLightweightConv1dTBC: LightweightConv1dTBC, GatedDynamicConv1dTBC: DynamicConv1dTBC}
@@ -35,7 +35,7 @@ def test_gate_of_ones_equals_fairseq(cls, causal, monkeypatch):
     torch.manual_seed(0)
     ref, ours = pair(cls, causal, kernel_size=5, gate_config=GateConfig())
     gate = ours.context_gate
-    monkeypatch.setattr(gate, "forward", lambda pooled: torch.ones(*pooled.shape[:2], 4, 5))
+    monkeypatch.setattr(gate, "forward", lambda x, pooling: torch.ones(pooling.size(0), x.size(1), 4, 5))
     x = torch.randn(9, 2, 16)
     assert torch.equal(ours(x), ref(x))
     monkeypatch.undo()
@@ -60,7 +60,7 @@ def test_sentence_context_is_adaptive_pooling_of_the_real_tokens():
     mask = torch.ones(B, T, dtype=torch.bool)
     for b, n in enumerate(lengths):
         mask[b, T - n :] = False  # left padding, as fairseq pads sources
-    pooled = sentence_context(x, mask, K)[0]  # B x C x K
+    pooled = pool(sentence_pooling(x, mask, K), x)[:, :, 0]  # B x C x K
     for b, n in enumerate(lengths):
         expected = F.adaptive_avg_pool1d(x[T - n :, b].t().unsqueeze(0), K)[0]
         torch.testing.assert_close(pooled[b], expected)
@@ -70,7 +70,7 @@ def test_causal_context_pools_the_prefix_only():
     torch.manual_seed(0)
     T, B, C, K = 9, 2, 3, 4
     x = torch.randn(T, B, C)
-    pooled = causal_context(prefix_sums(x), torch.arange(T), K)  # T x B x C x K
+    pooled = pool(causal_pooling(torch.arange(T), K, T), x)  # B x C x T x K
     for t in range(T):
         expected = F.adaptive_avg_pool1d(x[: t + 1].permute(1, 2, 0), K)
-        torch.testing.assert_close(pooled[t], expected)
+        torch.testing.assert_close(pooled[:, :, t], expected)

@@ -1,0 +1,118 @@
+"""Load a trained model from Python and translate raw text, through fairseq's from_pretrained machinery.
+
+    from cgc_fairseq.hub import from_pretrained
+    de2en = from_pretrained("runs/demo-multi30k-cgc_lightconv_small", "average.pt", "data-bin/multi30k.de-en")
+    de2en.translate("Ein Mann fährt Fahrrad.")   # -> 'a man rides a bike.' (lowercased, detokenized)
+
+The models read lowercased, Moses-tokenized sentencepiece pieces (data-bin-prep/prepare.py). fairseq's own `moses`
+tokenizer does not lowercase, so this module registers the tokenizer `moses_lc`: the same pipeline as the data
+preparation (lowercase, optionally Moses punctuation normalisation, Moses tokenization with escaping), its
+settings read from the data dir's manifest.json; decode is the Moses detokenizer (case is not restored).
+"""
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fairseq.data.encoders import register_tokenizer
+from fairseq.dataclass import FairseqDataclass
+
+
+@dataclass
+class MosesLowercaseConfig(FairseqDataclass):
+    source_lang: str = field(default="de", metadata={"help": "source language"})
+    target_lang: str = field(default="en", metadata={"help": "target language"})
+    moses_lc_manifest: str = field(default="", metadata={"help": "data dir manifest.json with the 'tokenizer' "
+                                                                 "settings of the data preparation"})
+    moses_lc_normalize_punct: bool = field(default=False, metadata={"help": "Moses punctuation normalisation "
+                                                                            "(when no manifest)"})
+
+
+class _Pipeline:
+    """The data preparation's tokenization for one language, from its manifest settings."""
+
+    def __init__(self, lang, settings):
+        import re
+
+        from sacremoses import MosesPunctNormalizer, MosesTokenizer
+
+        self.s = {"lowercase": True, "lowercase_first": True, "normalize_punct": False, "escape": True,
+                  "aggressive_dash_splits": False, "split_final_period": False, "normalize_with_newline": True,
+                  **settings}
+        self.tok = MosesTokenizer(lang=lang)
+        self.norm = (MosesPunctNormalizer(lang=lang, **self.s.get("normalize_punct_options", {}))
+                     if self.s["normalize_punct"] else None)
+        self.final_period = re.compile(r"^(\S+)\.$")
+
+    def __call__(self, line):
+        s = self.s
+        if s["lowercase"] and s["lowercase_first"]:
+            line = line.lower()
+        if self.norm is not None:
+            line = (self.norm.normalize(line + "\n").removesuffix("\n") if s["normalize_with_newline"]
+                    else self.norm.normalize(line))
+        if s["split_final_period"]:  # current tokenizer.perl splits a final period (see data-bin-prep/text.py)
+            words = line.split()
+            if words and (m := self.final_period.search(words[-1])):
+                words[-1] = m.group(1) + " ."
+                line = " ".join(words)
+        line = self.tok.tokenize(line, aggressive_dash_splits=s["aggressive_dash_splits"], escape=s["escape"],
+                                 return_str=True)
+        if s["lowercase"] and not s["lowercase_first"]:
+            line = line.lower()
+        return line
+
+
+def manifest_settings(path):
+    """The 'tokenizer' settings of a data dir's manifest.json (path: the file or its dir); {} when absent."""
+    if not path:
+        return {}
+    path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.json"
+    if not path.is_file():
+        return {}
+    return dict(json.loads(path.read_text()).get("tokenizer") or {})
+
+
+@register_tokenizer("moses_lc", dataclass=MosesLowercaseConfig)
+class MosesLowercaseTokenizer:
+    """Lowercasing Moses tokenizer (encode) and Moses detokenizer (decode), as the data preparation does."""
+
+    def __init__(self, cfg):
+        from sacremoses import MosesDetokenizer
+
+        settings = manifest_settings(cfg.moses_lc_manifest)
+        if not settings:
+            settings = {"normalize_punct": cfg.moses_lc_normalize_punct}
+        self.encoder = _Pipeline(cfg.source_lang, settings)
+        self.detok = MosesDetokenizer(lang=cfg.target_lang)
+
+    def encode(self, x: str) -> str:
+        return self.encoder(x)
+
+    def decode(self, x: str) -> str:
+        return self.detok.detokenize(x.split(), unescape=True)
+
+
+def from_pretrained(model_dir, checkpoint_file="average.pt", data=None, beam=4, lenpen=1.0, **kwargs):
+    """A fairseq GeneratorHubInterface (`.translate(text)`, `.sample`, `.models`) for a checkpoint trained on a
+    data dir of data-bin-prep/prepare.py: sentencepiece from DATA/spm.model, tokenizer `moses_lc` with the
+    settings of DATA/manifest.json. model_dir may also be the checkpoint file itself."""
+    from fairseq.models import BaseFairseqModel
+
+    from . import models  # noqa: F401  (registers the archs)
+
+    model_dir = Path(model_dir)
+    if model_dir.is_file():
+        model_dir, checkpoint_file = model_dir.parent, model_dir.name
+    if not (model_dir / checkpoint_file).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {model_dir / checkpoint_file}")
+    data = Path(data) if data is not None else model_dir
+    if not (data / "spm.model").is_file():
+        raise FileNotFoundError(f"no spm.model in the data dir {data}")
+    hub = BaseFairseqModel.from_pretrained(
+        str(model_dir.resolve()), checkpoint_file=checkpoint_file, data_name_or_path=str(data.resolve()),
+        bpe="sentencepiece", sentencepiece_model=str((data / "spm.model").resolve()), tokenizer="moses_lc",
+        moses_lc_manifest=str((data / "manifest.json").resolve()), source_lang="de", target_lang="en",
+        user_dir=str(Path(__file__).resolve().parent), beam=beam, lenpen=lenpen, **kwargs)
+    return hub.eval()
