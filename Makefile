@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup test clean-venv
+.PHONY: setup test prep-multi30k prep-iwslt14 prep-iwslt14-eval clean-venv
+
+SHARED ?= ../shared/data
 
 setup: $(STAMP)
 
@@ -20,6 +22,16 @@ $(STAMP): pyproject.toml Makefile
 
 test: setup
 	$(PY) -m pytest
+
+prep-multi30k: setup
+	$(PY) data-bin-prep/prepare.py multi30k --raw $(SHARED)/multi30k-de-en --out data-bin/multi30k.de-en
+
+# needs the full release: IWSLT_RAW=dir-or-de-en.tgz, else downloads de-en.tgz
+prep-iwslt14: setup
+	$(PY) data-bin-prep/prepare.py iwslt14 $(if $(IWSLT_RAW),--raw $(IWSLT_RAW)) --out data-bin/iwslt14.de-en
+
+prep-iwslt14-eval: setup
+	$(PY) data-bin-prep/prepare.py iwslt14 --raw $(SHARED)/iwslt14-de-en --eval-only --out data-bin/iwslt14-eval
 
 clean-venv:
 	rm -rf $(VENV)
