@@ -27,21 +27,39 @@ class MosesLowercaseConfig(FairseqDataclass):
                                                                             "(when no manifest)"})
 
 
+def _moses_tokenizer(lang, split_final_period):
+    """sacremoses' tokenizer, plus current tokenizer.perl's rule that splits the period of the last word (applied
+    where Moses applies it: after the multi-dot placeholders, so "..." stays whole), as data-bin-prep does."""
+    import re
+
+    from sacremoses import MosesTokenizer
+
+    final_period = re.compile(r"^(\S+)\.$")
+
+    class Tokenizer(MosesTokenizer):
+        def handles_nonbreaking_prefixes(self, text):
+            if split_final_period:
+                words = text.split()
+                if words and (m := final_period.search(words[-1])):
+                    words[-1] = m.group(1) + " ."
+                    text = " ".join(words)
+            return super().handles_nonbreaking_prefixes(text)
+
+    return Tokenizer(lang=lang)
+
+
 class _Pipeline:
     """The data preparation's tokenization for one language, from its manifest settings."""
 
     def __init__(self, lang, settings):
-        import re
-
-        from sacremoses import MosesPunctNormalizer, MosesTokenizer
+        from sacremoses import MosesPunctNormalizer
 
         self.s = {"lowercase": True, "lowercase_first": True, "normalize_punct": False, "escape": True,
                   "aggressive_dash_splits": False, "split_final_period": False, "normalize_with_newline": True,
                   **settings}
-        self.tok = MosesTokenizer(lang=lang)
-        self.norm = (MosesPunctNormalizer(lang=lang, **self.s.get("normalize_punct_options", {}))
+        self.tok = _moses_tokenizer(lang, self.s["split_final_period"])
+        self.norm = (MosesPunctNormalizer(lang=lang, **(self.s.get("normalize_punct_options") or {}))
                      if self.s["normalize_punct"] else None)
-        self.final_period = re.compile(r"^(\S+)\.$")
 
     def __call__(self, line):
         s = self.s
@@ -50,11 +68,6 @@ class _Pipeline:
         if self.norm is not None:
             line = (self.norm.normalize(line + "\n").removesuffix("\n") if s["normalize_with_newline"]
                     else self.norm.normalize(line))
-        if s["split_final_period"]:  # current tokenizer.perl splits a final period (see data-bin-prep/text.py)
-            words = line.split()
-            if words and (m := self.final_period.search(words[-1])):
-                words[-1] = m.group(1) + " ."
-                line = " ".join(words)
         line = self.tok.tokenize(line, aggressive_dash_splits=s["aggressive_dash_splits"], escape=s["escape"],
                                  return_str=True)
         if s["lowercase"] and not s["lowercase_first"]:

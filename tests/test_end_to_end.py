@@ -52,7 +52,7 @@ def hypotheses(output):
 
 
 @pytest.mark.parametrize("arch", ["cgc_lightconv_small", "cgc_dynamicconv_small"])
-def test_train_generate_interactive(reverse_task, arch):
+def test_train_generate_interactive(reverse_task, arch, capsys):
     data, save = reverse_task / "bin", reverse_task / arch
     run("fairseq-train", data, "--user-dir", USER_DIR, "--arch", arch, *ARCH_FLAGS, *TRAIN_FLAGS, "--save-dir", save)
     checkpoint = save / "checkpoint_last.pt"
@@ -66,7 +66,8 @@ def test_train_generate_interactive(reverse_task, arch):
     assert len(hyps) == len(refs)  # every sentence translated
     bleu = sacrebleu.corpus_bleu(hyps, [refs], tokenize="none").score
     chance = sacrebleu.corpus_bleu(sources, [refs], tokenize="none").score
-    print(f"{arch}: BLEU {bleu:.2f} (copying the source: {chance:.2f})")
+    with capsys.disabled():
+        print(f"\n{arch}: BLEU {bleu:.2f} (copying the source: {chance:.2f})")
     assert bleu > MIN_BLEU > 4 * chance
 
     out = run("fairseq-interactive", data, "--user-dir", USER_DIR, "--path", checkpoint, "--source-lang", "src",

@@ -37,11 +37,12 @@ def test_arch_builds_the_conv_its_name_says(arch):
 
 
 @pytest.mark.parametrize("arch", [a for a in ARCH_CONV if a.startswith("cgc_")])
-def test_gate_parameter_overhead_is_a_rounding_error(arch):
+def test_gate_parameter_overhead_is_a_rounding_error(arch, capsys):
     vocab = dictionary(10000)  # a realistic joined vocabulary
     gated, ungated = n_params(build(arch, vocab=vocab)), n_params(build(arch, "--no-cgc", vocab=vocab))
     overhead = (gated - ungated) / ungated
-    print(f"{arch}: {gated:,} parameters, gate {gated - ungated:,} (+{100 * overhead:.3f}%)")
+    with capsys.disabled():
+        print(f"\n{arch}: {gated:,} parameters, gate {gated - ungated:,} (+{100 * overhead:.3f}%)")
     assert 0 < overhead < 0.001
 
 
@@ -107,7 +108,7 @@ def test_decoder_is_causal(arch, gate):
 
 @pytest.mark.parametrize("arch", VARIANTS)
 @pytest.mark.parametrize("gate", GATES, ids=lambda g: " ".join(g) or "default")
-def test_incremental_decoding_equals_full_forward_with_beam_reorder(arch, gate):
+def test_incremental_decoding_equals_full_forward_with_beam_reorder(arch, gate, capsys):
     model = build(arch, *TINY, *gate).eval()
     randomize_gates(model)
     vocab = model.encoder.dictionary
@@ -129,5 +130,6 @@ def test_incremental_decoding_equals_full_forward_with_beam_reorder(arch, gate):
         incremental = torch.cat(steps, dim=1)
         full = model.decoder(prev, encoder_out=enc)[0]
     diff = (incremental - full).abs().max().item()
-    print(f"{arch} {' '.join(gate) or 'default'}: max |incremental - full| = {diff:.2e}")
+    with capsys.disabled():
+        print(f"\n{arch} {' '.join(gate) or 'default'}: max |incremental - full| = {diff:.2e}")
     assert diff < 1e-5
