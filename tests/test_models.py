@@ -18,6 +18,16 @@ VARIANTS = ["cgc_lightconv_small", "cgc_dynamicconv_small"]
 GATES = [[], ["--cgc-gate", "channel"], ["--cgc-context", "mean"], ["--cgc-renorm"]]
 
 
+@pytest.fixture(params=[(arch, gate) for arch in VARIANTS for gate in GATES],
+                ids=lambda p: " ".join([p[0], *p[1]]))
+def model(request):
+    """A tiny gated model (each variant and gate option) with random, non-trivial gate weights, in eval mode."""
+    arch, gate = request.param
+    model = build(arch, *TINY, *gate).eval()
+    randomize_gates(model)
+    return model
+
+
 def convs(model):
     return [layer.conv for layer in (*model.encoder.layers, *model.decoder.layers)]
 
@@ -67,11 +77,7 @@ def test_gradients_reach_every_gate_parameter(arch):
     assert params and all(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
 
 
-@pytest.mark.parametrize("arch", VARIANTS)
-@pytest.mark.parametrize("gate", GATES, ids=lambda g: " ".join(g) or "default")
-def test_encoder_output_ignores_extra_left_padding(arch, gate):
-    model = build(arch, *TINY, *gate).eval()
-    randomize_gates(model)
+def test_encoder_output_ignores_extra_left_padding(model):
     vocab = model.encoder.dictionary
     src, lengths = tokens(vocab, 3, 8, seed=3)
     n = lengths[1].item()
@@ -88,11 +94,7 @@ def decode_full(model, src, lengths, prev):
     return model.decoder(prev, encoder_out=enc)[0]
 
 
-@pytest.mark.parametrize("arch", VARIANTS)
-@pytest.mark.parametrize("gate", GATES, ids=lambda g: " ".join(g) or "default")
-def test_decoder_is_causal(arch, gate):
-    model = build(arch, *TINY, *gate).eval()
-    randomize_gates(model)
+def test_decoder_is_causal(model):
     vocab = model.encoder.dictionary
     src, lengths = tokens(vocab, 2, 6, seed=4)
     prev = torch.randint(vocab.nspecial, len(vocab), (2, 10))
@@ -106,11 +108,7 @@ def test_decoder_is_causal(arch, gate):
             assert not torch.allclose(out[:, t], base[:, t])
 
 
-@pytest.mark.parametrize("arch", VARIANTS)
-@pytest.mark.parametrize("gate", GATES, ids=lambda g: " ".join(g) or "default")
-def test_incremental_decoding_equals_full_forward_with_beam_reorder(arch, gate, capsys):
-    model = build(arch, *TINY, *gate).eval()
-    randomize_gates(model)
+def test_incremental_decoding_equals_full_forward_with_beam_reorder(model, request, capsys):
     vocab = model.encoder.dictionary
     src, lengths = tokens(vocab, 3, 7, seed=5)
     prev = torch.randint(vocab.nspecial, len(vocab), (3, 12))
@@ -131,5 +129,5 @@ def test_incremental_decoding_equals_full_forward_with_beam_reorder(arch, gate, 
         full = model.decoder(prev, encoder_out=enc)[0]
     diff = (incremental - full).abs().max().item()
     with capsys.disabled():
-        print(f"\n{arch} {' '.join(gate) or 'default'}: max |incremental - full| = {diff:.2e}")
+        print(f"\n{request.node.callspec.id}: max |incremental - full| = {diff:.2e}")
     assert diff < 1e-5
