@@ -10,3 +10,4 @@ import torch
 torch.serialization.add_safe_globals([argparse.Namespace])
 
 from . import models  # noqa: E402,F401  (registers the model and archs)
+from . import hub  # noqa: E402,F401  (registers the `moses_lc` tokenizer)

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Average the parameters of the last N checkpoints into one checkpoint (like fairseq's average_checkpoints.py).
+
+    python scripts/average.py --checkpoints runs/small/checkpoints --last 5 --out runs/small/checkpoints/average.pt
+    python scripts/average.py --inputs a.pt b.pt c.pt --out avg.pt
+
+fairseq's scripts/average_checkpoints.py fails on torch >= 2.6 (torch.load defaults to weights_only=True and a
+fairseq checkpoint holds an argparse.Namespace). This one loads with weights_only=True and allow-lists exactly
+argparse.Namespace (what cgc_fairseq allow-lists on import); weights_only is never turned off.
+Floating-point tensors are averaged in float64 and cast back; other tensors must be equal in all checkpoints.
+The result keeps the newest checkpoint's config and training state, without the optimizer state, and is
+written under a temporary name and renamed when complete.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from script_utils import Parser, ScriptError, load_checkpoint, log, main_guard  # noqa: E402
+
+EPOCH = re.compile(r"^checkpoint(\d+)\.pt$")
+UPDATE = re.compile(r"^checkpoint_\d+_(\d+)\.pt$")
+
+
+def last_checkpoints(directory, n, updates=False):
+    """The last n epoch checkpoints (checkpointE.pt) of a save dir, or update checkpoints (checkpoint_E_U.pt)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ScriptError(f"checkpoint dir not found: {directory}")
+    pattern = UPDATE if updates else EPOCH
+    found = sorted((int(m.group(1)), p) for p in directory.iterdir() if (m := pattern.match(p.name)))
+    if not found:
+        kind = "checkpoint_E_U.pt" if updates else "checkpointE.pt"
+        raise ScriptError(f"no {kind} checkpoints in {directory}")
+    if len(found) < n:
+        log(f"warning: asked for the last {n} checkpoints, {directory} has {len(found)}; averaging those")
+    return [p for _, p in found[-n:]]
+
+
+def average_states(paths):
+    """Load the checkpoints and return (newest state with the averaged model, n)."""
+    import torch
+
+    total, first_model, state = None, None, None
+    for path in paths:
+        state = load_checkpoint(path)
+        model = state.get("model")
+        if not isinstance(model, dict):
+            raise ScriptError(f"{path}: not a fairseq checkpoint (no 'model' state dict)")
+        if total is None:
+            first_model = model
+            total = {k: v.double().clone() if v.is_floating_point() else v for k, v in model.items()}
+            continue
+        if model.keys() != total.keys():
+            diff = sorted(set(model) ^ set(total))[:3]
+            raise ScriptError(f"{path}: parameters differ from {paths[0]} (e.g. {', '.join(diff)})")
+        for k, v in model.items():
+            if v.shape != total[k].shape:
+                raise ScriptError(f"{path}: {k} has shape {tuple(v.shape)}, {paths[0]} has {tuple(total[k].shape)}")
+            if v.is_floating_point():
+                total[k] += v.double()
+            elif not torch.equal(v, total[k]):
+                raise ScriptError(f"{path}: non-float tensor {k} differs from {paths[0]}")
+    n = len(paths)
+    state["model"] = {k: (v / n).to(first_model[k].dtype) if first_model[k].is_floating_point() else v
+                      for k, v in total.items()}
+    state["last_optimizer_state"] = None  # not needed to translate; a 3x smaller file
+    state["averaged_from"] = [str(p) for p in paths]
+    return state
+
+
+def save(state, out):
+    import torch
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, out)
+
+
+def build_parser():
+    p = Parser(prog="average.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoints", help="a save dir: average its last --last epoch checkpoints")
+    src.add_argument("--inputs", nargs="+", help="explicit checkpoint files")
+    p.add_argument("--last", type=int, default=5, help="how many of the newest checkpoints (default: %(default)s)")
+    p.add_argument("--update-checkpoints", action="store_true",
+                   help="with --checkpoints: use checkpoint_E_U.pt (--save-interval-updates) instead of checkpointE.pt")
+    p.add_argument("--out", required=True, help="the averaged checkpoint to write")
+    return p
+
+
+@main_guard
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.last < 1:
+        raise ScriptError(f"--last must be >= 1, got {args.last}")
+    paths = ([Path(p) for p in args.inputs] if args.inputs
+             else last_checkpoints(args.checkpoints, args.last, args.update_checkpoints))
+    for p in paths:
+        if not p.is_file():
+            raise ScriptError(f"checkpoint not found: {p}")
+    log(f"averaging {len(paths)} checkpoints: {', '.join(p.name for p in paths)}")
+    state = average_states(paths)
+    save(state, args.out)
+    log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

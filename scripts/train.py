@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Train a (context-gated) LightConv/DynamicConv translation model with fairseq-train, from a preset.
+
+    python scripts/train.py --data data-bin/multi30k.de-en --run-dir runs/small --preset small --budget-minutes 30
+    python scripts/train.py --data data-bin/iwslt14.de-en --run-dir runs/paper --preset paper \\
+        --arch cgc_dynamicconv_iwslt_de_en
+    python scripts/train.py ... --arch lightconv_small --max-update 2000 --lr 1e-3   # extra flags go to fairseq
+
+Presets:
+  paper  Wu et al. (2019) IWSLT'14 recipe for one GPU: *_iwslt_de_en archs, adam (0.9, 0.98), lr 5e-4, inverse_sqrt
+         warm-up 4000 from 1e-7, weight decay 1e-4, dropout 0.3, attention/weight dropout 0.1, label smoothing 0.1,
+         max-tokens 4000, 50k updates, GLU off, keep the last 10 epoch checkpoints.
+  small  the *_small archs for a 2-core CPU: shared embeddings, adam (0.9, 0.98), lr 1.5e-3, inverse_sqrt warm-up
+         300, dropout 0.3, weight dropout 0.1, label smoothing 0.1, max-tokens 4000; stops after --budget-minutes
+         of training (fairseq --stop-time-hours, checkpoints are saved when it stops) or --max-update.
+  tiny   a few-second model for the tests.
+
+Any fairseq-train flag not known here passes through (and overrides the preset). fairseq's own
+lightconv_iwslt_de_en defaults to DynamicConv; given that arch, this script adds --encoder-conv-type lightweight
+--decoder-conv-type lightweight unless you pass a conv type yourself. The run dir gets train.log
+(fairseq's JSON log), train.json (the exact fairseq command, preset, versions, status) and checkpoints/.
+Valid loss is logged after each epoch; valid BLEU is computed afterwards on the kept epoch checkpoints
+(scripts/evaluate.py --split valid; scripts/demo.py does it), not with fairseq's --eval-bleu: that stores numpy
+arrays in the checkpoints, which torch >= 2.6 refuses to load with weights_only=True (fairseq-generate and
+resuming would fail).
+
+A finished run with the same command is not retrained (--force retrains from scratch); a changed budget or
+--max-update resumes from checkpoints/checkpoint_last.pt.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from script_utils import (USER_DIR, Parser, ScriptError, check_data_dir, check_split, command_line, fairseq_cli,  # noqa: E402
+                    log, main_guard, read_json, run, versions, write_json)
+
+COMMON = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr-scheduler", "inverse_sqrt",
+          "--warmup-init-lr", "1e-07", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+          "--dropout", "0.3", "--weight-dropout", "0.1",
+          # fairseq's batch_by_size drops a last batch whose size is not a multiple of this (8 by default): with 1,
+          # validation sees every valid sentence
+          "--required-batch-size-multiple", "1"]
+
+PRESETS = {
+    "paper": {
+        "arch": "cgc_lightconv_iwslt_de_en",
+        "max_update": 50000,
+        "keep_last": 10,
+        "flags": COMMON + ["--lr", "5e-4", "--warmup-updates", "4000", "--weight-decay", "0.0001",
+                           "--attention-dropout", "0.1", "--encoder-glu", "0", "--decoder-glu", "0",
+                           "--clip-norm", "0.0", "--max-tokens", "4000", "--stop-min-lr", "1e-09",
+                           "--log-interval", "100"],
+    },
+    "small": {
+        "arch": "cgc_lightconv_small",
+        "max_update": 100000,  # a cap; the wall-clock budget normally stops it first
+        "budget_minutes": 30.0,
+        "keep_last": 6,
+        "flags": COMMON + ["--share-all-embeddings", "--lr", "1.5e-3", "--warmup-updates", "300",
+                           "--max-tokens", "4000", "--num-workers", "0", "--log-interval", "10",
+                           # a 30-minute CPU run is ~3 epochs: average (and validate at) update checkpoints
+                           "--save-interval-updates", "50", "--keep-interval-updates", "6"],
+    },
+    "tiny": {
+        "arch": "cgc_lightconv_small",
+        "max_update": 30,
+        "keep_last": 3,
+        "flags": COMMON + ["--share-all-embeddings", "--lr", "5e-3", "--warmup-updates", "5",
+                           "--max-tokens", "400", "--num-workers", "0", "--log-interval", "2",
+                           "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
+                           "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64",
+                           "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+                           "--encoder-layers", "2", "--decoder-layers", "1",
+                           "--encoder-kernel-size-list", "[3,5]", "--decoder-kernel-size-list", "[3]"],
+    },
+}
+
+
+def build_parser():
+    p = Parser(prog="train.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+               formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="fairseq data dir (from data-bin-prep/prepare.py)")
+    p.add_argument("--run-dir", required=True, help="where train.log, train.json and checkpoints/ go")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="small", help="default: %(default)s")
+    p.add_argument("--arch", help="model arch (default: the preset's, cgc_lightconv_small / "
+                                  "cgc_lightconv_iwslt_de_en); any registered arch, gated or baseline")
+    p.add_argument("--budget-minutes", type=float,
+                   help="stop after this much training wall-clock (fairseq --stop-time-hours); default 30 for "
+                        "'small', none otherwise")
+    p.add_argument("--max-update", type=int, help="update cap (default: the preset's)")
+    p.add_argument("--keep-last", type=int, help="epoch checkpoints to keep (default: the preset's)")
+    p.add_argument("--seed", type=int, default=1, help="default: %(default)s")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads for torch (OMP/MKL_NUM_THREADS); default 1 for 'small'/'tiny' (the measured recipe; "
+                        "robust when the cores are shared), torch's default for 'paper'")
+    p.add_argument("--force", action="store_true", help="delete the run dir's checkpoints and train from scratch")
+    p.add_argument("--dry-run", action="store_true", help="print the fairseq-train command and exit")
+    return p
+
+
+def check_arch(arch):
+    import cgc_fairseq  # noqa: F401  (registers the cgc archs and the *_small baselines)
+    from fairseq.models import ARCH_MODEL_REGISTRY
+
+    if arch not in ARCH_MODEL_REGISTRY:
+        near = sorted(a for a in ARCH_MODEL_REGISTRY if "conv" in a or a.startswith("transformer_iwslt"))
+        raise ScriptError(f"unknown --arch {arch!r} (e.g. {', '.join(near)})")
+
+
+def fairseq_command(args, extra, save_dir):
+    preset = PRESETS[args.preset]
+    arch = args.arch or preset["arch"]
+    cmd = [fairseq_cli("fairseq-train"), str(Path(args.data).resolve()), "--user-dir", USER_DIR,
+           "--arch", arch, "--source-lang", "de", "--target-lang", "en", "--seed", str(args.seed),
+           *preset["flags"],
+           "--max-update", str(args.max_update or preset["max_update"]),
+           "--save-dir", str(save_dir), "--keep-last-epochs", str(args.keep_last or preset["keep_last"]),
+           "--log-format", "json"]
+    budget = args.budget_minutes if args.budget_minutes is not None else preset.get("budget_minutes")
+    if budget:
+        cmd += ["--stop-time-hours", f"{budget / 60:.6f}"]
+    if arch == "lightconv_iwslt_de_en" and not any(a.startswith(("--encoder-conv-type", "--decoder-conv-type"))
+                                                   for a in extra):
+        # fairseq's lightconv_iwslt_de_en builds DynamicConv unless told otherwise; the name promises LightConv
+        cmd += ["--encoder-conv-type", "lightweight", "--decoder-conv-type", "lightweight"]
+    return cmd + list(extra), arch, budget
+
+
+@main_guard
+def main(argv=None):
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    extra = [a for a in extra if a != "--"]
+    manifest = check_data_dir(args.data)
+    for split in ("train", "valid"):
+        check_split(args.data, split)
+    run_dir = Path(args.run_dir)
+    save_dir = (run_dir / "checkpoints").resolve()
+    cmd, arch, budget = fairseq_command(args, extra, save_dir)
+    if args.dry_run:
+        print(" ".join(__import__("shlex").quote(c) for c in cmd))
+        return 0
+    threads = args.threads if args.threads is not None else (None if args.preset == "paper" else 1)
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else None
+    meta_path = run_dir / "train.json"
+    if meta_path.exists() and not args.force:
+        meta = read_json(meta_path)
+        if meta.get("status") == "done" and meta.get("fairseq_command") == cmd[1:]:
+            log(f"training already finished in {run_dir} (train.json); --force retrains")
+            return 0
+    check_arch(arch)
+    if args.force and run_dir.exists():
+        shutil.rmtree(save_dir, ignore_errors=True)
+        for name in ("train.log", "train.json"):
+            (run_dir / name).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resumed = (save_dir / "checkpoint_last.pt").exists()
+    meta = {"status": "running", "preset": args.preset, "arch": arch, "data": str(Path(args.data).resolve()),
+            "corpus": manifest.get("corpus"), "budget_minutes": budget, "seed": args.seed,
+            "threads": threads, "max_update": args.max_update or PRESETS[args.preset]["max_update"], "extra_flags": extra,
+            "script_command": command_line(), "fairseq_command": cmd[1:],
+            "fairseq_command_line": " ".join(__import__("shlex").quote(c) for c in cmd),
+            "resumed_from_checkpoint": resumed, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": versions()}
+    write_json(meta_path, meta)
+    log(f"training {arch} ({args.preset} preset{f', budget {budget:g} min' if budget else ''}) on {args.data}"
+        f" -> {run_dir}{' (resuming)' if resumed else ''}")
+    log("command: " + meta["fairseq_command_line"])
+    seconds = run(cmd, stdout_path=run_dir / "train.log", append=True, what="fairseq-train", env=env)
+    if not (save_dir / "checkpoint_last.pt").exists():
+        raise ScriptError(f"fairseq-train finished but wrote no checkpoint in {save_dir}; see {run_dir / 'train.log'}")
+    meta.update(status="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_seconds=round(seconds, 1))
+    write_json(meta_path, meta)
+    log(f"training done in {seconds / 60:.1f} min; checkpoints in {save_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

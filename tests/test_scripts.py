@@ -1,0 +1,290 @@
+"""scripts/: a tiny synthetic run through train -> average -> evaluate -> plots, the hub interface, and the
+one-line errors. One module-scoped fixture builds the data dir and trains once; everything else reuses it."""
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "scripts"
+PY = sys.executable
+sys.path.insert(0, str(SCRIPTS))
+
+
+def load_script(name):
+    """scripts/NAME.py as a module with a name that cannot clash with other tests' modules (data-bin-prep also has
+    a common.py, text.py, ...)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"cgc_scripts_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+import script_utils as common  # noqa: E402  (a unique name; evaluate.py etc. import it the same way)
+
+# A word-for-word German -> English task; cased raw text with attached punctuation, like a real corpus.
+LEXICON = {
+    "ein": "a", "eine": "a", "der": "the", "die": "the", "das": "the", "mann": "man", "frau": "woman",
+    "kind": "child", "hund": "dog", "katze": "cat", "fährt": "rides", "sieht": "sees", "hält": "holds",
+    "fahrrad": "bike", "ball": "ball", "rot": "red", "blau": "blue", "groß": "big", "klein": "small",
+    "und": "and", "mit": "with", "im": "in the", "park": "park", "wasser": "water", "läuft": "runs",
+}
+
+
+def sentence_pair(rng):
+    n = rng.randint(3, 8)
+    words = [rng.choice(sorted(LEXICON)) for _ in range(n)]
+    de = " ".join(words)
+    en = " ".join(LEXICON[w] for w in words)
+    punct = rng.choice([".", ".", "!", "?"])
+    return de[0].upper() + de[1:] + punct, en[0].upper() + en[1:] + punct
+
+
+def make_data_dir(out, sizes=(("train", 400), ("valid", 20), ("test", 30))):
+    """A data dir in the layout of data-bin-prep/prepare.py (binaries, dicts, spm.model, tok/, raw/, manifest)."""
+    import sentencepiece as spm
+    from sacremoses import MosesTokenizer
+
+    rng = random.Random(0)
+    out = Path(out)
+    for sub in ("raw", "tok", "spm"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    toks = {lang: MosesTokenizer(lang) for lang in ("de", "en")}
+    manifest = {"corpus": "synthetic", "splits": {}, "vocab_size": 120,
+                "tokenizer": {"pipeline": ["lowercase", "moses_tokenize"], "normalize_punct": False, "escape": True,
+                              "lowercase": True, "lowercase_first": True, "aggressive_dash_splits": False,
+                              "split_final_period": False}}
+    for split, n in sizes:
+        pairs = [sentence_pair(rng) for _ in range(n)]
+        manifest["splits"][split] = {"source": f"synthetic-{split}", "lines": n}
+        for i, lang in enumerate(("de", "en")):
+            raw = [p[i] for p in pairs]
+            tok = [toks[lang].tokenize(s.lower(), escape=True, return_str=True) for s in raw]
+            if split != "train":
+                (out / "raw" / f"{split}.{lang}").write_text("\n".join(raw) + "\n")
+            (out / "tok" / f"{split}.{lang}").write_text("\n".join(tok) + "\n")
+    spm.SentencePieceTrainer.train(
+        input=[str(out / "tok" / f"train.{l}") for l in ("de", "en")], model_prefix=str(out / "spm"),
+        vocab_size=120, model_type="bpe", character_coverage=1.0, hard_vocab_limit=False, minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_file=str(out / "spm.model"))
+    for split, _ in sizes:
+        for lang in ("de", "en"):
+            lines = (out / "tok" / f"{split}.{lang}").read_text().splitlines()
+            (out / "spm" / f"{split}.{lang}").write_text(
+                "\n".join(" ".join(sp.encode(l, out_type=str)) for l in lines) + "\n")
+    subprocess.run([str(Path(PY).parent / "fairseq-preprocess"), "--source-lang", "de", "--target-lang", "en",
+                    "--joined-dictionary", "--workers", "1", "--destdir", str(out),
+                    *[a for split, _ in sizes for a in (f"--{'train' if split == 'train' else split}pref",
+                                                       str(out / "spm" / split))]],
+                   check=True, capture_output=True)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return out
+
+
+def script(name, *args, check=True):
+    proc = subprocess.run([PY, str(SCRIPTS / f"{name}.py"), *map(str, args)], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def check_error(proc, *needles):
+    """A one-line `error: ...` naming the problem, non-zero exit, no traceback."""
+    assert proc.returncode != 0
+    err = proc.stderr.strip().splitlines()
+    assert err and err[-1].startswith("error: "), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert n in err[-1], err[-1]
+
+
+SHORT = ("--max-len-a", 0, "--max-len-b", 24)  # a barely trained model may babble to fairseq's 200 tokens
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Synthetic data dir; tiny training for 3 epochs; average of the last 2; evaluation (twice, with different
+    batch orders); plots. Everything the tests below look at."""
+    root = tmp_path_factory.mktemp("scripts")
+    data = make_data_dir(root / "data")
+    run = root / "run"
+    script("train", "--data", data, "--run-dir", run, "--preset", "tiny", "--max-update", 1000, "--max-epoch", 3)
+    ckpts = run / "checkpoints"
+    script("average", "--checkpoints", ckpts, "--last", 2, "--out", run / "average.pt")
+    script("evaluate", "--checkpoint", run / "average.pt", "--data", data, "--split", "test", "--out",
+           run / "eval", "--quiet", *SHORT)
+    script("evaluate", "--checkpoint", run / "average.pt", "--data", data, "--split", "test", "--out",
+           run / "eval_bs1", "--batch-size", 1, "--quiet", *SHORT)
+    script("evaluate", "--checkpoint", ckpts / "checkpoint3.pt", "--data", data, "--split", "valid", "--out",
+           run / "valid_bleu" / "checkpoint3", "--quiet", *SHORT)
+    script("plots", "--runs", run, "--checkpoint", run / "average.pt", "--data", data, "--out", run / "plots",
+           "--sentences", 2)
+    return {"data": data, "run": run, "ckpts": ckpts}
+
+
+def test_train_run_dir(trained):
+    run = trained["run"]
+    meta = json.loads((run / "train.json").read_text())
+    assert meta["status"] == "done" and meta["arch"] == "cgc_lightconv_small" and meta["preset"] == "tiny"
+    assert "--log-format" in meta["fairseq_command"] and meta["versions"]["fairseq"]
+    assert "--max-epoch" in meta["extra_flags"]  # unknown flags pass through to fairseq-train
+    assert sorted(p.name for p in trained["ckpts"].glob("checkpoint?.pt")) == [
+        "checkpoint1.pt", "checkpoint2.pt", "checkpoint3.pt"]
+    # a finished run is not retrained
+    proc = script("train", "--data", trained["data"], "--run-dir", run, "--preset", "tiny", "--max-update", 1000,
+                  "--max-epoch", 3)
+    assert "already finished" in proc.stdout
+
+
+def test_average_is_the_mean(trained):
+    ckpts = trained["ckpts"]
+    a, b = (common.load_checkpoint(ckpts / f"checkpoint{i}.pt")["model"] for i in (2, 3))
+    avg = common.load_checkpoint(trained["run"] / "average.pt")
+    assert avg["averaged_from"] == [str(ckpts / "checkpoint2.pt"), str(ckpts / "checkpoint3.pt")]
+    assert avg["model"].keys() == a.keys()
+    for k, v in avg["model"].items():
+        assert v.dtype == a[k].dtype
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (a[k].double() + b[k].double()).div(2).to(v.dtype), rtol=0, atol=1e-7)
+        else:
+            assert torch.equal(v, a[k])
+
+
+def test_evaluate_results(trained):
+    from sacrebleu import corpus_bleu, corpus_chrf
+
+    data, out = trained["data"], trained["run"] / "eval"
+    res = json.loads((out / "results.json").read_text())
+    for key in ("bleu_tokenized", "sacrebleu", "chrf", "scores", "corpus", "split", "arch", "parameters",
+                "checkpoint", "decode", "versions", "options"):
+        assert key in res, key
+    assert res["corpus"] == "synthetic" and res["split"] == "test" and res["arch"] == "cgc_lightconv_small"
+    assert res["options"]["beam"] == 4 and res["options"]["lenpen"] == 1.0
+    from fairseq import checkpoint_utils
+
+    [model], _ = checkpoint_utils.load_model_ensemble([str(trained["run"] / "average.pt")],
+                                                     arg_overrides={"data": str(data)})
+    assert res["parameters"] == sum(p.numel() for p in model.parameters())  # tied embeddings counted once
+    assert res["decode"]["sentences"] == 30 and res["decode"]["sentences_per_second"] > 0
+    assert "tok:none" in res["scores"]["bleu_tokenized"]["signature"]
+    assert "case:lc" in res["scores"]["sacrebleu"]["signature"] and "tok:13a" in res["scores"]["sacrebleu"]["signature"]
+    hyp_tok = (out / "hyp.tok.en").read_text().splitlines()
+    hyp_detok = (out / "hyp.detok.en").read_text().splitlines()
+    ref_tok = (data / "tok" / "test.en").read_text().splitlines()
+    ref_raw = (data / "raw" / "test.en").read_text().splitlines()
+    assert len(hyp_tok) == len(hyp_detok) == len(ref_tok) == 30
+    assert res["bleu_tokenized"] == round(corpus_bleu(hyp_tok, [ref_tok], tokenize="none").score, 2)
+    assert res["sacrebleu"] == round(corpus_bleu(hyp_detok, [ref_raw], lowercase=True).score, 2)
+    chrf = corpus_chrf(hyp_detok, [[r.lower() for r in ref_raw]])
+    assert abs(res["chrf"] - corpus_chrf([h.lower() for h in hyp_detok], [[r.lower() for r in ref_raw]]).score) < 0.01
+    assert chrf.score >= 0
+    assert any(hyp_tok)
+
+
+def test_hypotheses_in_input_order(trained):
+    """fairseq-generate batches by length; the sources of the output, in id order, are the input lines, and a
+    different batching (batch size 1) gives the same hypotheses line by line."""
+    run = trained["run"]
+    for name in ("eval", "eval_bs1"):
+        check = json.loads((run / name / "results.json").read_text())["source_order_check"]
+        assert check == {"lines": 30, "identical_to_tok_source": 30}
+    assert (run / "eval" / "hyp.tok.en").read_text() == (run / "eval_bs1" / "hyp.tok.en").read_text()
+
+
+def test_parse_generate_sorts_by_id():
+    evaluate = load_script("evaluate")
+
+    text = "\n".join(["S-2\tc", "H-2\t-0.1\tz", "S-0\ta", "H-0\t-0.2\tx", "S-1\tb", "H-1\t-0.3\t",
+                      "Translated 3 sentences (9 tokens) in 0.5s (6.00 sentences/s, 18.00 tokens/s)"])
+    hyps, srcs, timing = evaluate.parse_generate(text)
+    assert evaluate.in_order(hyps, 3, "hypotheses") == ["x", "", "z"]
+    assert evaluate.in_order(srcs, 3, "sources") == ["a", "b", "c"]
+    assert timing["sentences"] == 3 and timing["sentences_per_second"] == 6.0
+    with pytest.raises(common.ScriptError, match="returned 3 hypotheses for 4"):
+        evaluate.in_order(hyps, 4, "hypotheses")
+
+
+def test_plots(trained):
+    plots = load_script("plots")
+
+    out = trained["run"] / "plots"
+    for name in ("curves.png", "gates_encoder.png", "gates_decoder.png"):
+        assert (out / name).stat().st_size > 10_000, name
+    curves = plots.run_curves(trained["run"])
+    assert len(curves["train"]) >= 3 and len(curves["valid"]) == 3 and len(curves["bleu"]) == 1
+    assert all(w is not None for _, w, _ in curves["valid"])
+
+
+def test_hub_translates(trained):
+    from cgc_fairseq.hub import from_pretrained
+
+    model = from_pretrained(trained["run"], "average.pt", trained["data"])
+    out = model.translate("Ein Mann fährt Fahrrad.")
+    assert isinstance(out, str) and out.strip()
+    assert out == out.lower()  # the model speaks lowercased text
+    assert model.tokenizer.encode("Ein Mann fährt Fahrrad.") == "ein mann fährt fahrrad ."
+    assert len(model.translate(["Der Hund läuft!", "Eine Katze."])) == 2
+
+
+def test_errors(trained, tmp_path):
+    data, run = trained["data"], trained["run"]
+    check_error(script("evaluate", "--checkpoint", tmp_path / "nope.pt", "--data", data, "--out", tmp_path / "e",
+                       check=False), "checkpoint not found", "nope.pt")
+    check_error(script("evaluate", "--checkpoint", run / "average.pt", "--data", data, "--split", "dev",
+                       "--out", tmp_path / "e", check=False), "unknown split 'dev'")
+    check_error(script("train", "--data", tmp_path / "missing", "--run-dir", tmp_path / "r", check=False),
+                "data dir not found", "missing")
+    check_error(script("train", "--data", data, "--run-dir", tmp_path / "r", "--arch", "lightconv_huge",
+                       check=False), "unknown --arch 'lightconv_huge'")
+    check_error(script("average", "--checkpoints", tmp_path, "--out", tmp_path / "a.pt", check=False),
+                "no checkpointE.pt checkpoints")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    check_error(script("average", "--inputs", tmp_path / "bad.pt", "--out", tmp_path / "a.pt", check=False),
+                "bad.pt")
+    assert not (tmp_path / "a.pt").exists() and not (tmp_path / "e" / "results.json").exists()
+    check_error(script("plots", "--runs", tmp_path, "--out", tmp_path / "p", check=False), "train.log")
+
+
+def test_help():
+    for name in ("train", "average", "evaluate", "plots", "demo"):
+        proc = script(name, "--help")
+        assert "usage:" in proc.stdout
+
+
+def test_demo_corpus_choice(tmp_path):
+    demo = load_script("demo")
+
+    release = tmp_path / "iwslt" / "de-en"
+    release.mkdir(parents=True)
+    assert demo.find_iwslt14([tmp_path / "iwslt"]) is None
+    (release / "train.tags.de-en.de").write_text("x\n")
+    (release / "train.tags.de-en.en").write_text("x\n")
+    assert demo.find_iwslt14([tmp_path / "iwslt"]) == release
+    args = demo.build_parser().parse_args(["--iwslt14-raw", str(tmp_path / "nothing")])
+    corpus, _, why = demo.choose_corpus(args)
+    assert corpus in ("iwslt14", "multi30k") and why
+
+
+def test_demo_end_to_end_and_rerun_reuses(trained, tmp_path):
+    """scripts/demo.py on the synthetic data dir (tiny preset): summary, results and PNGs; a rerun reuses every
+    finished step."""
+    args = ("--data-bin", trained["data"], "--run-dir", tmp_path / "demo", "--preset", "tiny", "--budget-minutes",
+            0.4, "--average", 2, "--max-len-b", 24)
+    first = script("demo", *args)
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert "synthetic" in first.stdout and "tokenized BLEU" in first.stdout and "sacreBLEU" in first.stdout
+    assert summary["average"]["bleu_tokenized"] is not None and summary["last"]["sacrebleu"] is not None
+    for path in (*summary["results_json"].values(), *summary["pngs"]):
+        assert Path(path).is_file(), path
+    assert {Path(p).name for p in summary["pngs"]} == {"curves.png", "gates_encoder.png", "gates_decoder.png"}
+    assert list((tmp_path / "demo" / "valid_bleu").glob("*/results.json"))
+    second = script("demo", *args)
+    assert "training already finished" in second.stdout and "newer than its inputs; reusing" in second.stdout
+    assert second.stdout.count("reusing ") >= 3  # data, average, evaluations
+    assert json.loads((tmp_path / "demo" / "summary.json").read_text())["average"] == summary["average"]
