@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup test prep-multi30k prep-iwslt14 prep-iwslt14-eval clean-venv
+.PHONY: setup demo test prep-multi30k prep-iwslt14 prep-iwslt14-eval clean-venv
 
 SHARED ?= ../shared/data
 
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --no-build-isolation -e ".[test]"
 	$(PY) -c "import fairseq, torch, sacrebleu, sentencepiece, sacremoses, cgc_fairseq; print('setup ok: fairseq', fairseq.__version__, 'torch', torch.__version__)"
 	touch $(STAMP)
+
+# The main job: prepare data, train cgc_lightconv_small for 30 min, average, evaluate, plot (see README).
+DEMO_ARGS ?=
+demo: setup
+	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest
