@@ -29,9 +29,11 @@ A finished run with the same command is not retrained (--force retrains from scr
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -130,6 +132,34 @@ def fairseq_command(args, extra, save_dir):
     return cmd + list(extra), arch, budget
 
 
+def intact(checkpoint):
+    """A complete torch.save zip archive (every member's CRC checks out)."""
+    try:
+        with zipfile.ZipFile(checkpoint) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def repair_resume_point(save_dir):
+    """fairseq saves the first checkpoint name atomically but copies it to the others, checkpoint_last.pt
+    included, with a plain file copy: a kill during that copy leaves a truncated checkpoint_last.pt that fairseq
+    cannot resume from. Set it aside and resume from the newest intact checkpoint instead."""
+    last = save_dir / "checkpoint_last.pt"
+    if not last.exists() or intact(last):
+        return
+    last.replace(last.with_name("checkpoint_last.pt.corrupt"))
+    kept = sorted((p for p in save_dir.glob("checkpoint*.pt") if intact(p)), key=lambda p: p.stat().st_mtime)
+    if not kept:
+        log(f"{last} was truncated (kept as checkpoint_last.pt.corrupt) and no intact checkpoint is left: "
+            "training starts from scratch")
+        return
+    tmp = last.with_name("checkpoint_last.pt.tmp")
+    shutil.copyfile(kept[-1], tmp)
+    os.replace(tmp, last)
+    log(f"{last} was truncated (kept as checkpoint_last.pt.corrupt); resuming from {kept[-1].name}")
+
+
 @main_guard
 def main(argv=None):
     parser = build_parser()
@@ -158,6 +188,8 @@ def main(argv=None):
         for name in ("train.log", "train.json"):
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if save_dir.exists():
+        repair_resume_point(save_dir)
     resumed = (save_dir / "checkpoint_last.pt").exists()
     meta = {"status": "running", "preset": args.preset, "arch": arch, "data": str(Path(args.data).resolve()),
             "corpus": manifest.get("corpus"), "budget_minutes": budget, "seed": args.seed,
