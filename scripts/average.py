@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from script_utils import Parser, ScriptError, load_checkpoint, log, main_guard  # noqa: E402
+from script_utils import Parser, ScriptError, load_checkpoint, log, main_guard, positive_int  # noqa: E402
 
 EPOCH = re.compile(r"^checkpoint(\d+)\.pt$")
 UPDATE = re.compile(r"^checkpoint_\d+_(\d+)\.pt$")
@@ -89,7 +89,7 @@ def build_parser():
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoints", help="a save dir: average its last --last epoch checkpoints")
     src.add_argument("--inputs", nargs="+", help="explicit checkpoint files")
-    p.add_argument("--last", type=int, default=5, help="how many of the newest checkpoints (default: %(default)s)")
+    p.add_argument("--last", type=positive_int, default=5, help="how many of the newest checkpoints (default: %(default)s)")
     p.add_argument("--update-checkpoints", action="store_true",
                    help="with --checkpoints: use checkpoint_E_U.pt (--save-interval-updates) instead of checkpointE.pt")
     p.add_argument("--out", required=True, help="the averaged checkpoint to write")
@@ -99,8 +99,6 @@ def build_parser():
 @main_guard
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.last < 1:
-        raise ScriptError(f"--last must be >= 1, got {args.last}")
     paths = ([Path(p) for p in args.inputs] if args.inputs
              else last_checkpoints(args.checkpoints, args.last, args.update_checkpoints))
     for p in paths:

@@ -32,6 +32,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def main_guard(main):
     """Run main(argv) -> exit code; ScriptError becomes one `error:` line, Ctrl-C a short note."""
 
