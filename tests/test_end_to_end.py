@@ -3,6 +3,7 @@
 The task is generated here: reverse a random sequence over 12 words. A model that learned nothing scores far
 below the threshold; the identity (copy the source) is reported as the chance level.
 """
+import math
 import os
 import random
 import re
@@ -76,3 +77,10 @@ def test_train_generate_interactive(reverse_task, arch, capsys):
     out = run("fairseq-interactive", data, "--user-dir", USER_DIR, "--path", checkpoint, "--source-lang", "src",
               "--target-lang", "tgt", "--beam", "4", "--cpu", stdin="\n".join(sources[:5]) + "\n")
     assert hypotheses(out) == hyps[:5]
+
+    # an empty line and unknown words: a hypothesis for each, finite scores
+    out = run("fairseq-interactive", data, "--user-dir", USER_DIR, "--path", checkpoint, "--source-lang", "src",
+              "--target-lang", "tgt", "--beam", "4", "--cpu", stdin="\nqqq w1 zzz w2\n")
+    scores = re.findall(r"^H-\d+\t(\S+)\t", out, flags=re.M)
+    assert len(scores) == 2 and all(math.isfinite(float(s)) for s in scores)
+    assert "<unk>" in out  # the unknown words reached the model as <unk>
