@@ -119,10 +119,13 @@ class ContextGate(nn.Module):
         B, C, N, d = encoded.shape
         E = F.relu(self.encode_norm(encoded))  # context encoding: ReLU(LN(pool(x) W_e))
         E_heads = E.view(B, H, C // H, N * d)  # B x H x R x N d
-        O = torch.matmul(self.interact, E_heads) + self.interact_bias  # channel interacting: B x H x (1|R) x N d
-        if self.gate == "head":
-            logits = self.decode_in(E_heads.mean(2).view(B, H, N, d)) + self.decode_out(O.view(B, H, N, d))
+        if self.gate == "head":  # one pass over E for both reductions over a head's channels: mean and interact
+            mean_row = self.interact.new_full((H, 1, C // H), H / C)
+            both = torch.matmul(torch.cat([self.interact, mean_row], dim=1), E_heads)  # B x H x 2 x N d
+            O = both[:, :, :1] + self.interact_bias  # channel interacting
+            logits = self.decode_in(both[:, :, 1].view(B, H, N, d)) + self.decode_out(O.view(B, H, N, d))
         else:
+            O = torch.matmul(self.interact, E_heads) + self.interact_bias  # channel interacting: B x H x R x N d
             logits = self.decode_in(E) + self.decode_out(O.view(B, C, N, d))
         return torch.sigmoid(logits.permute(2, 0, 1, 3))  # gate decoding: N x B x (H|C) x K
 
