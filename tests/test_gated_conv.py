@@ -28,6 +28,17 @@ def test_ungated_equals_fairseq_exactly(cls, causal, T):
     assert torch.equal(ours(x), ref(x))
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_ungated_dynamic_matches_the_conv_fairseqs_model_builds(causal):
+    """fairseq's lightconv model builds DynamicConv_scripatable (always unfolded): same numbers up to rounding."""
+    torch.manual_seed(0)
+    ref = DynamicConv_scripatable(16, 7, padding_l=6 if causal else 3, num_heads=4, weight_softmax=True).eval()
+    ours = GatedDynamicConv1dTBC.like(ref, causal, None).eval()
+    ours.load_state_dict(ref.state_dict(), strict=False)
+    x = torch.randn(10, 3, 16)
+    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("cls", [GatedLightweightConv1dTBC, GatedDynamicConv1dTBC])
 @pytest.mark.parametrize("causal", [False, True])
 def test_gate_of_ones_equals_fairseq(cls, causal, monkeypatch):
