@@ -113,8 +113,6 @@ def from_pretrained(model_dir, checkpoint_file="average.pt", data=None, beam=4, 
     settings of DATA/manifest.json. model_dir may also be the checkpoint file itself."""
     from fairseq.models import BaseFairseqModel
 
-    from . import models  # noqa: F401  (registers the archs)
-
     model_dir = Path(model_dir)
     if model_dir.is_file():
         model_dir, checkpoint_file = model_dir.parent, model_dir.name

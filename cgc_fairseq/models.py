@@ -4,6 +4,8 @@ from fairseq.models.lightconv import LightConvEncoder, LightConvModel, lightconv
 
 from .gated_conv import GateConfig, GatedDynamicConv1dTBC, GatedLightweightConv1dTBC
 
+# The --cgc-* options' defaults: the command line's, and those of an args namespace that lacks them
+CGC_DEFAULTS = {"cgc_context": "pool", "cgc_gate": "head", "cgc_renorm": False, "cgc_where": "both", "no_cgc": False}
 GATED_CONV = {"lightweight": GatedLightweightConv1dTBC, "dynamic": GatedDynamicConv1dTBC}
 
 
@@ -47,21 +49,23 @@ class CGCLightConvModel(LightConvModel):
     def add_args(parser):
         LightConvModel.add_args(parser)
         group = parser.add_argument_group("Context-Gated Convolution")
-        group.add_argument("--cgc-context", choices=["pool", "mean"], default="pool",
+        group.add_argument("--cgc-context", choices=["pool", "mean"], default=CGC_DEFAULTS["cgc_context"],
                            help="gate context: 'pool' pools the conv input to K bins over time (the paper); "
                                 "'mean' uses one mean vector and a small MLP (ablation)")
-        group.add_argument("--cgc-gate", choices=["head", "channel"], default="head",
+        group.add_argument("--cgc-gate", choices=["head", "channel"], default=CGC_DEFAULTS["cgc_gate"],
                            help="gate shape: one H x K gate shared by the channels of a head, "
                                 "or one C x K gate (a kernel per channel)")
-        group.add_argument("--cgc-renorm", action="store_true", default=False,
+        group.add_argument("--cgc-renorm", action="store_true", default=CGC_DEFAULTS["cgc_renorm"],
                            help="renormalise the gated kernel W (.) G to sum to 1 over the kernel positions")
-        group.add_argument("--cgc-where", choices=["encoder", "decoder", "both"], default="both",
+        group.add_argument("--cgc-where", choices=["encoder", "decoder", "both"], default=CGC_DEFAULTS["cgc_where"],
                            help="which side's convolutions are gated")
-        group.add_argument("--no-cgc", action="store_true", default=False,
+        group.add_argument("--no-cgc", action="store_true", default=CGC_DEFAULTS["no_cgc"],
                            help="no gate anywhere (our conv code, ungated: equals fairseq's LightConv)")
 
     @classmethod
     def build_model(cls, args, task):
+        for name, default in CGC_DEFAULTS.items():
+            setattr(args, name, getattr(args, name, default))
         base = LightConvModel.build_model(args, task)  # embeddings (shared or not), fairseq's decoder
         encoder = CGCLightConvEncoder(args, task.source_dictionary, base.encoder.embed_tokens)
         gate_layers(base.decoder.layers, args.decoder_conv_type, causal=True, config=gate_config(args, "decoder"))
@@ -87,21 +91,11 @@ def small(args):
     lightconv_iwslt_de_en(args)
 
 
-def cgc_defaults(args):
-    args.cgc_context = getattr(args, "cgc_context", "pool")
-    args.cgc_gate = getattr(args, "cgc_gate", "head")
-    args.cgc_renorm = getattr(args, "cgc_renorm", False)
-    args.cgc_where = getattr(args, "cgc_where", "both")
-    args.no_cgc = getattr(args, "no_cgc", False)
-
-
 def register_archs(model, prefix, size, preset):
     """Register {prefix}lightconv_{size} and {prefix}dynamicconv_{size} on `model`."""
     for conv_type, name in (("lightweight", "lightconv"), ("dynamic", "dynamicconv")):
         def arch(args, conv_type=conv_type):
             set_conv_type(args, conv_type)
-            if model == "cgc_lightconv":
-                cgc_defaults(args)
             preset(args)
 
         register_model_architecture(model, f"{prefix}{name}_{size}")(arch)

@@ -33,7 +33,6 @@ from common import (
     find_file,
     log,
     read_bytes,
-    read_lines,
 )
 
 URL = "http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz"

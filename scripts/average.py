@@ -13,7 +13,6 @@ written under a temporary name and renamed when complete.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
@@ -84,8 +83,7 @@ def save(state, out):
 
 
 def build_parser():
-    p = Parser(prog="average.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser.from_doc("average.py", __doc__)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoints", help="a save dir: average its last --last epoch checkpoints")
     src.add_argument("--inputs", nargs="+", help="explicit checkpoint files")

@@ -35,8 +35,7 @@ def free_port():
 
 
 def build_parser():
-    p = Parser(prog="ddp_cpu.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-               formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p = Parser.from_doc("ddp_cpu.py", __doc__)
     p.add_argument("--nproc", type=positive_int, default=2, help="processes (ranks); default %(default)s")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads per rank; default %(default)s")
     p.add_argument("--port", type=int, help="rendezvous port on 127.0.0.1 (default: a free one)")
@@ -48,6 +47,9 @@ def build_parser():
 @main_guard
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    data = Path(args.fairseq_args[0])
+    if not data.is_dir():  # else every rank dies with fairseq's traceback
+        raise ScriptError(f"data dir not found: {data} (the first fairseq-train argument)")
     port = args.port or free_port()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     args.log_dir.mkdir(parents=True, exist_ok=True)

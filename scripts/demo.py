@@ -16,7 +16,6 @@ RUN_DIR/summary.json holds the numbers and paths printed at the end.
 """
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import time
@@ -103,8 +102,7 @@ def stale(target, sources):
 
 
 def build_parser():
-    p = Parser(prog="demo.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser.from_doc("demo.py", __doc__)
     p.add_argument("--budget-minutes", type=float, default=30.0,
                    help="training wall-clock budget (default: %(default)s); a larger value on a rerun resumes")
     p.add_argument("--corpus", choices=["auto", "iwslt14", "multi30k"], default="auto", help="default: %(default)s")

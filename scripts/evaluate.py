@@ -17,7 +17,6 @@ output). Every file is written under a temporary name and renamed when complete;
 """
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import time
@@ -113,8 +112,7 @@ def checkpoint_info(path):
 
 
 def build_parser():
-    p = Parser(prog="evaluate.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser.from_doc("evaluate.py", __doc__)
     p.add_argument("--checkpoint", required=True, help="a fairseq checkpoint (e.g. from average.py)")
     p.add_argument("--data", required=True, help="the data dir the model was trained on")
     p.add_argument("--split", default="test", help="test, valid, test1, ... (default: %(default)s)")

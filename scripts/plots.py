@@ -15,7 +15,6 @@ gates_decoder.png  the same for the decoder, over time: one row per target posit
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -215,8 +214,7 @@ def plot_gates(sentences, gates, out, side):
 
 
 def build_parser():
-    p = Parser(prog="plots.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser.from_doc("plots.py", __doc__)
     p.add_argument("--runs", nargs="*", default=[], help="run dirs of scripts/train.py (with train.log)")
     p.add_argument("--labels", nargs="*", help="one label per run (default: the run dirs' names)")
     p.add_argument("--checkpoint", help="a context-gated model for the gate heat maps")

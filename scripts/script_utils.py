@@ -28,6 +28,13 @@ class ScriptError(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error (argparse's default prints the usage too)."""
 
+    @classmethod
+    def from_doc(cls, prog, doc):
+        """A parser whose description is the docstring's first paragraph and whose epilog is the rest."""
+        description, epilog = doc.split("\n\n", 1)
+        return cls(prog=prog, description=description, epilog=epilog,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
     def error(self, message):
         self.exit(2, f"error: {message} (see --help)\n")
 
@@ -147,7 +154,7 @@ def versions():
 
 
 def command_line(argv=None):
-    return " ".join(shlex.quote(a) for a in [sys.executable, *(sys.argv if argv is None else argv)])
+    return shlex.join([sys.executable, *(sys.argv if argv is None else argv)])
 
 
 def check_data_dir(data):

@@ -30,6 +30,7 @@ A finished run with the same command is not retrained (--force retrains from scr
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -83,8 +84,7 @@ PRESETS = {
 
 
 def build_parser():
-    p = Parser(prog="train.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-               formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p = Parser.from_doc("train.py", __doc__)
     p.add_argument("--data", required=True, help="fairseq data dir (from data-bin-prep/prepare.py)")
     p.add_argument("--run-dir", required=True, help="where train.log, train.json and checkpoints/ go")
     p.add_argument("--preset", choices=sorted(PRESETS), default="small", help="default: %(default)s")
@@ -172,7 +172,7 @@ def main(argv=None):
     save_dir = (run_dir / "checkpoints").resolve()
     cmd, arch, budget = fairseq_command(args, extra, save_dir)
     if args.dry_run:
-        print(" ".join(__import__("shlex").quote(c) for c in cmd))
+        print(shlex.join(cmd))
         return 0
     threads = args.threads if args.threads is not None else (None if args.preset == "paper" else 1)
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else None
@@ -195,7 +195,7 @@ def main(argv=None):
             "corpus": manifest.get("corpus"), "budget_minutes": budget, "seed": args.seed,
             "threads": threads, "max_update": args.max_update or PRESETS[args.preset]["max_update"], "extra_flags": extra,
             "script_command": command_line(), "fairseq_command": cmd[1:],
-            "fairseq_command_line": " ".join(__import__("shlex").quote(c) for c in cmd),
+            "fairseq_command_line": shlex.join(cmd),
             "resumed_from_checkpoint": resumed, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "versions": versions()}
     write_json(meta_path, meta)

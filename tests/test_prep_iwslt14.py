@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import io
 import json
 import subprocess
 import sys
