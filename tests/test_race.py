@@ -1,0 +1,84 @@
+"""scripts/race.py on a tiny synthetic task: 2 models x 2 seeds, the report's numbers recomputed from the runs,
+a rerun that reuses everything, and one-line errors."""
+import json
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from tests.test_scripts import PY, SCRIPTS, make_data_dir
+
+TINY = ["--preset", "tiny", "--max-update", "12", "--save-every", "4", "--curve-every", "8", "--average", "2",
+        "--max-len-b", "24", "--gate-sentences", "3", "--seeds", "1", "2",
+        "--models", "lightconv_small", "cgc_lightconv_small"]
+
+
+def updates(checkpoint_name):
+    """checkpoint_E_U(.pt) -> U"""
+    return int(checkpoint_name.removesuffix(".pt").rsplit("_", 1)[1])
+
+
+def race(*args):
+    return subprocess.run([PY, str(SCRIPTS / "race.py"), *map(str, args)], capture_output=True, text=True,
+                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def raced(tmp_path_factory):
+    root = tmp_path_factory.mktemp("race")
+    data = make_data_dir(root / "data")
+    proc = race("--data", data, "--out", root / "out", *TINY)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"data": data, "out": root / "out", "report": json.loads((root / "out" / "race.json").read_text())}
+
+
+def test_report_matches_the_runs(raced):
+    rep, out = raced["report"], raced["out"]
+    assert rep["missing_runs"] == [] and len(rep["runs"]) == 4
+    for label in ("lightconv_small", "cgc_lightconv_small"):
+        runs = [json.loads((out / label / f"seed{s}" / "summary.json").read_text()) for s in (1, 2)]
+        assert [r["updates"] for r in runs] == [12, 12]
+        assert [updates(name) for name in runs[0]["averaged"]] == [8, 12]
+        for split in ("valid", "test"):
+            vals = [r["scores"][split]["bleu_tokenized"] for r in runs]
+            got = rep["models"][label]["scores"][split]["bleu_tokenized"]
+            assert got["mean"] == pytest.approx(statistics.fmean(vals))
+            assert got["std"] == pytest.approx(statistics.stdev(vals))
+    (pair,) = rep["pairs"]
+    assert (pair["gated"], pair["baseline"], pair["seeds"]) == ("cgc_lightconv_small", "lightconv_small", [1, 2])
+    g = [rep["runs"][i] for i in range(4) if rep["runs"][i]["label"] == "cgc_lightconv_small"]
+    b = [rep["runs"][i] for i in range(4) if rep["runs"][i]["label"] == "lightconv_small"]
+    deltas = [x["scores"]["test"]["sacrebleu"] - y["scores"]["test"]["sacrebleu"] for x, y in zip(g, b)]
+    assert pair["delta"]["test.sacrebleu"]["mean"] == pytest.approx(statistics.fmean(deltas))
+    stats = rep["gate_stats"]["cgc_lightconv_small"]
+    assert stats and all(0 < s["min"] <= s["mean"] <= s["max"] < 1 for s in stats.values())
+    assert "lightconv_small" not in rep["gate_stats"]
+    for name in ("race.md", "curves.png", "race_config.json"):
+        assert (out / name).stat().st_size > 0
+    assert "± " in (out / "race.md").read_text()
+    # the valid BLEU curve: checkpoints at multiples of --curve-every
+    assert [updates(p.name) for p in (out / "cgc_lightconv_small" / "seed1" / "valid_bleu").iterdir()] == [8]
+
+
+def test_rerun_reuses_everything(raced):
+    proc = race("--data", raced["data"], "--out", raced["out"], *TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "start " not in proc.stdout  # no run was redone
+    assert json.loads((raced["out"] / "race.json").read_text())["models"] == raced["report"]["models"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--models", "cgc_lightconv_small", "x=cgc_lightconv_small", "x=lightconv_small"], "duplicate labels"),
+    (["--models", "a/b=lightconv_small"], "bad model"),
+    (["--max-update", "0"], "--max-update"),
+])
+def test_bad_input(raced, args, needle):
+    proc = race("--data", raced["data"], "--out", raced["out"] / "bad", *args)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and needle in proc.stderr
+
+
+def test_missing_data_dir(tmp_path):
+    proc = race("--data", tmp_path / "nope", "--out", tmp_path / "out")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and str(tmp_path / "nope") in proc.stderr
