@@ -32,13 +32,11 @@ def band_conv(x, kernel, padding_l):
     T, B, C = x.shape
     BG, _, K = kernel.shape
     x = x.reshape(T, BG, C * B // BG).transpose(0, 1)  # (B*G) x T x R
-    P = padding_l
-    if K > T and P == K - 1:  # causal and shorter than the kernel: drop the taps that only see padding
-        kernel = kernel.narrow(2, K - T, T)
-        K, P = T, T - 1
+    # No branch on T (fairseq's _forward_expanded narrows the kernel when T < K; the T x T band is the same either
+    # way), so that torch.export keeps T dynamic (cgc_fairseq/export.py).
     band = kernel.new_zeros(BG, T, T + K - 1)
     band.as_strided((BG, T, K), (T * (T + K - 1), T + K, 1)).copy_(kernel)  # row t holds kernel[t] at t..t+K-1
-    band = band.narrow(2, P, T)  # (B*G) x T x T
+    band = band.narrow(2, padding_l, T)  # (B*G) x T x T
     return torch.bmm(band, x).transpose(0, 1).reshape(T, B, C)
 
 
