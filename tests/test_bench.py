@@ -1,0 +1,109 @@
+"""scripts/bench.py: a tiny run on the synthetic data dir (every model, JSON/markdown/PNG, ratios that follow from
+the raw timings, forced decoding length), the iwslt-size configs, and the one-line errors."""
+import json
+import statistics
+
+import pytest
+
+from tests.test_scripts import check_error, load_script, make_data_dir, script
+
+MODELS = ["transformer", "lightconv", "dynamicconv", "cgc_lightconv", "cgc_dynamicconv", "nocgc_lightconv",
+          "nocgc_dynamicconv"]
+DECODE = {"sentences": 5, "len": 4}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    data = make_data_dir(root / "data")
+    out = root / "out"
+    script("bench", "--data", data, "--out", out, "--sizes", "small", "--tiny", "--repeats", 2, "--warmup", 1,
+           "--steps", 1, "--max-tokens", 500, "--models", *MODELS, "--decode-sentences", DECODE["sentences"], "--decode-len",
+           DECODE["len"], "--threads", 1, "--device", "cpu")
+    return {"data": data, "out": out, "report": json.loads((out / "bench.json").read_text())}
+
+
+def test_report(bench):
+    report, out = bench["report"], bench["out"]
+    assert list(report["sizes"]) == ["small"] and list(report["sizes"]["small"]["models"]) == MODELS
+    assert report["machine"]["torch_threads"] == 1 and report["versions"]["torch"] and "bench.py" in report["command"]
+    tokens = report["data"]["train_target_tokens"]
+    assert tokens == sum(b["target_tokens"] for b in report["data"]["train_batches"]) > 0
+    convs = {}
+    for name, m in report["sizes"]["small"]["models"].items():
+        assert m["parameters"] > 0 and m["memory"]["peak_mb"] > 0 and m["memory"]["steps_mb"] >= 0
+        assert len(m["train_seconds"]) == len(m["decode_seconds"]) == 2 and min(m["train_seconds"]) > 0
+        t = m["train_tokens_per_second"]
+        assert t["runs"] == pytest.approx([tokens / s for s in m["train_seconds"]])
+        assert t["median"] == pytest.approx(statistics.median(t["runs"])) and t["best"] == max(t["runs"])
+        d = m["decode_sentences_per_second"]
+        assert d["median"] == pytest.approx(statistics.median(DECODE["sentences"] / s for s in m["decode_seconds"]))
+        # every hypothesis is exactly --decode-len tokens + EOS, whatever the (untrained) model
+        assert m["decode_tokens"] == [DECODE["sentences"] * (DECODE["len"] + 1)] * 2
+        convs[name] = m["conv"]
+    assert convs == {"transformer": None, "lightconv": "LightweightConv1dTBC", "dynamicconv": "DynamicConv_scripatable",
+                     "cgc_lightconv": "GatedLightweightConv1dTBC", "cgc_dynamicconv": "GatedDynamicConv1dTBC",
+                     "nocgc_lightconv": "GatedLightweightConv1dTBC", "nocgc_dynamicconv": "GatedDynamicConv1dTBC"}
+    md = (out / "bench.md").read_text()
+    for label in ("Transformer", "CGC-LightConv / LightConv |", "CGC-DynamicConv / DynamicConv |",
+                  "CGC-LightConv / LightConv (plugin, --no-cgc)"):
+        assert label in md
+    assert (out / "bench.png").stat().st_size > 10_000
+    assert not list(out.glob("*.tmp"))
+
+
+def test_ratios_follow_from_the_raw_numbers(bench):
+    size = bench["report"]["sizes"]["small"]
+    models, ratios = size["models"], size["ratios"]
+    assert set(ratios) == {"cgc_lightconv/lightconv", "cgc_dynamicconv/dynamicconv",
+                           "cgc_lightconv/nocgc_lightconv", "cgc_dynamicconv/nocgc_dynamicconv"}
+    for pair, r in ratios.items():
+        assert pair == f"{r['gated']}/{r['ungated']}"
+        g, u = models[r["gated"]], models[r["ungated"]]
+        med = lambda m, key: statistics.median(m[key]["runs"])  # noqa: E731
+        expect = {"train_time_per_token": med(u, "train_tokens_per_second") / med(g, "train_tokens_per_second"),
+                  "decode_speed": med(g, "decode_sentences_per_second") / med(u, "decode_sentences_per_second"),
+                  "parameters": g["parameters"] / u["parameters"],
+                  "peak_memory": g["memory"]["peak_mb"] / u["memory"]["peak_mb"]}
+        for key, value in expect.items():
+            assert r[key] == pytest.approx(value)
+        assert r["pass"] == {"train_time_per_token": expect["train_time_per_token"] <= 1.05,
+                             "decode_speed": expect["decode_speed"] >= 0.95,
+                             "parameters": expect["parameters"] <= 1.001, "peak_memory": expect["peak_memory"] <= 1.10}
+        assert r["parameters"] > 1  # the gate adds parameters
+
+
+def test_configs():
+    """The fairseq arch and conv type of every model at both sizes; one recipe, shared embeddings, for all."""
+    bench = load_script("bench")
+    args = bench.build_parser().parse_args(["--data", "unused", "--out", "unused"])
+    want = {("small", "lightconv"): ("lightconv_small", "lightweight"),
+            ("small", "cgc_dynamicconv"): ("cgc_dynamicconv_small", "dynamic"),
+            ("iwslt", "lightconv"): ("lightconv_iwslt_de_en", "lightweight"),
+            ("iwslt", "dynamicconv"): ("lightconv_iwslt_de_en", "dynamic"),
+            ("iwslt", "cgc_lightconv"): ("cgc_lightconv_iwslt_de_en", "lightweight"),
+            ("iwslt", "cgc_dynamicconv"): ("cgc_dynamicconv_iwslt_de_en", "dynamic"),
+            ("iwslt", "nocgc_lightconv"): ("cgc_lightconv_iwslt_de_en", "lightweight")}
+    for (size, model), (arch, conv) in want.items():
+        cfg = bench.model_config(args, size, model)[0].model
+        assert (cfg.arch, cfg.encoder_conv_type, cfg.decoder_conv_type) == (arch, conv, conv)
+        assert cfg.share_all_embeddings and cfg.encoder_embed_dim == (256 if size == "small" else 512)
+    assert bench.model_config(args, "small", "nocgc_dynamicconv")[0].model.no_cgc
+    assert not bench.model_config(args, "small", "cgc_dynamicconv")[0].model.no_cgc
+    small = bench.model_config(args, "small", "transformer")[0].model
+    assert (small.arch, small.encoder_embed_dim, small.encoder_ffn_embed_dim, small.encoder_layers,
+            small.decoder_layers, small.encoder_attention_heads) == ("transformer_iwslt_de_en", 256, 1024, 3, 3, 4)
+    assert bench.model_config(args, "iwslt", "transformer")[0].model.encoder_layers == 6
+
+
+def test_errors(bench, tmp_path):
+    data = bench["data"]
+    check_error(script("bench", "--data", tmp_path / "missing", "--out", tmp_path / "o", check=False),
+                "data dir not found", "missing")
+    check_error(script("bench", "--data", data, "--out", tmp_path / "o", "--models", "lstm", check=False),
+                "invalid choice: 'lstm'")
+    check_error(script("bench", "--data", data, "--out", tmp_path / "o", "--sizes", "huge", check=False),
+                "invalid choice: 'huge'")
+    check_error(script("bench", "--data", data, "--out", tmp_path / "o", "--decode-split", "dev", check=False),
+                "unknown split 'dev'")
+    assert not (tmp_path / "o").exists()
