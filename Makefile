@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup demo test prep-multi30k prep-iwslt14 prep-iwslt14-eval clean-venv
+.PHONY: setup demo test race bench prep-multi30k prep-iwslt14 prep-iwslt14-eval clean-venv
 
 SHARED ?= ../shared/data
 
@@ -27,6 +27,20 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# The BLEU race: 4 models x 3 seeds on Multi30k, 2 runs at a time, in the background (log: runs/race/race.log;
+# rerunning continues a killed race). RACE_ARGS="--max-update 600" etc.
+RACE_ARGS ?=
+race: setup data-bin/multi30k.de-en/manifest.json
+	$(PY) scripts/race.py --detach $(RACE_ARGS)
+
+# Speed, memory, parameters: Transformer / LightConv / DynamicConv / CGC at the small and iwslt sizes.
+BENCH_ARGS ?=
+bench: setup data-bin/multi30k.de-en/manifest.json
+	$(PY) scripts/bench.py --data data-bin/multi30k.de-en --out runs/bench $(BENCH_ARGS)
+
+data-bin/multi30k.de-en/manifest.json:
+	$(MAKE) prep-multi30k
 
 prep-multi30k: setup
 	$(PY) data-bin-prep/prepare.py multi30k --raw $(SHARED)/multi30k-de-en --out data-bin/multi30k.de-en

@@ -1,6 +1,7 @@
 """scripts/race.py on a tiny synthetic task: 2 models x 2 seeds, the report's numbers recomputed from the runs,
 a rerun that reuses everything, and one-line errors."""
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -77,6 +78,15 @@ def test_bad_input(raced, args, needle):
     proc = race("--data", raced["data"], "--out", raced["out"] / "bad", *args)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and needle in proc.stderr
+
+
+def test_one_race_per_out_dir(raced, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "race.pid").write_text(f"{os.getpid()}\n")  # a live process holds the lock
+    proc = race("--data", raced["data"], "--out", out, *TINY)
+    assert proc.returncode != 0 and "another race" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (out / "lightconv_small").exists()
 
 
 def test_missing_data_dir(tmp_path):
