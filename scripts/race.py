@@ -10,7 +10,7 @@ updates, not equal wall-clock: the budget does not depend on how busy the cores 
 wall-clock is reported beside it), then: average of the last --average update checkpoints (a fixed rule: nothing
 is selected on test); tokenized BLEU, detokenized sacreBLEU and chrF of the average on valid, test and test1
 (Multi30k: test_2016_flickr and test_2017_flickr), beam 4; valid BLEU of the checkpoints at every --curve-every
-updates (the curves); gate statistics of the gated models on --gate-sentences valid sentences.
+updates (the curves; hypotheses capped at 1.2 x source length + 10); gate statistics of the gated models on --gate-sentences valid sentences.
 --jobs runs at a time, one thread each. A run's finished steps are reused, an interrupted training resumes from
 its checkpoint_last.pt, so rerunning the same command continues a killed race. Each gated model is compared
 with the ungated conv of its kind (the arch without cgc_, no extra flags), seed by seed.
@@ -37,6 +37,9 @@ from script_utils import (REPO, SCRIPTS, Parser, ScriptError, check_data_dir, ch
 PY = sys.executable
 DEFAULT_MODELS = ["lightconv_small", "cgc_lightconv_small", "dynamicconv_small", "cgc_dynamicconv_small"]
 METRICS = ("bleu_tokenized", "sacrebleu", "chrf")
+# the curve's early checkpoints babble to fairseq's 200-token cap and take longer to decode than to train: cap the
+# hypotheses at 1.2 x source + 10 tokens there (the final scores keep fairseq's cap)
+CURVE_CAP = ["--max-len-a", "1.2", "--max-len-b", "10"]
 
 
 def parse_model(spec):
@@ -75,8 +78,9 @@ def save_flags(args):
     return ["--save-interval-updates", str(args.save_every), "--keep-interval-updates", "20"]
 
 
-def evaluate(ckpt, split, out, logfile, args):
-    cap = ["--max-len-a", "0", "--max-len-b", str(args.max_len_b)] if args.max_len_b else []
+def evaluate(ckpt, split, out, logfile, args, cap=None):
+    if cap is None:
+        cap = ["--max-len-a", "0", "--max-len-b", str(args.max_len_b)] if args.max_len_b else []
     run([PY, str(SCRIPTS / "evaluate.py"), "--checkpoint", str(ckpt), "--data", str(args.data), "--split", split,
          "--out", str(out), "--reuse", "--quiet", "--threads", "1", *cap],
         stdout_path=logfile, append=True, echo=False, what=f"evaluate.py {split} ({out})")
@@ -139,7 +143,7 @@ def run_one(model, seed, args):
               for split in args.splits}
     for updates, ckpt in ckpts:
         if updates % args.curve_every == 0:
-            evaluate(ckpt, "valid", run_dir / "valid_bleu" / ckpt.stem, logfile, args)
+            evaluate(ckpt, "valid", run_dir / "valid_bleu" / ckpt.stem, logfile, args, cap=CURVE_CAP)
     stats = None
     if model["arch"].startswith("cgc_") and args.gate_sentences:
         stats = gate_stats(average, args.data, args.gate_sentences)
