@@ -71,6 +71,17 @@ def test_ratios_follow_from_the_raw_numbers(bench):
                              "decode_speed": expect["decode_speed"] >= 0.95,
                              "parameters": expect["parameters"] <= 1.001, "peak_memory": expect["peak_memory"] <= 1.10}
         assert r["parameters"] > 1  # the gate adds parameters
+        best = lambda m, key: max(m[key]["runs"])  # noqa: E731
+        assert r["best"]["train_time_per_token"] == pytest.approx(
+            best(u, "train_tokens_per_second") / best(g, "train_tokens_per_second"))
+        assert r["best"]["decode_speed"] == pytest.approx(
+            best(g, "decode_sentences_per_second") / best(u, "decode_sentences_per_second"))
+
+
+def test_rerender_from_json(bench, tmp_path):
+    script("bench", "--data", "unused", "--out", tmp_path, "--from-json", bench["out"] / "bench.json")
+    assert (tmp_path / "bench.md").read_text() == (bench["out"] / "bench.md").read_text()
+    assert (tmp_path / "bench.png").stat().st_size > 10_000
 
 
 def test_configs():
