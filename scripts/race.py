@@ -184,6 +184,7 @@ def aggregate(models, summaries, splits):
                                           if s["training_wall_seconds"]]),
             "scores": {split: {k: mean_std([s["scores"][split][k] for s in runs]) for k in METRICS}
                        for split in splits},
+            "last_checkpoint_valid_bleu": mean_std([s.get("last_checkpoint_valid_bleu") for s in runs]),
         }
     pairs = []
     for m in models:
@@ -205,6 +206,10 @@ def aggregate(models, summaries, splits):
                     # "beats by more than the seed noise": the mean gain exceeds the larger seed std of the two
                     d |= {"seed_noise": noise, "beyond_noise": len(deltas) > 1 and d["mean"] > noise}
                 pair["delta"][f"{split}.{k}"] = d
+        pair["delta"]["last_checkpoint_valid_bleu"] = mean_std(
+            [g[s]["last_checkpoint_valid_bleu"] - b[s]["last_checkpoint_valid_bleu"] for s in seeds
+             if g[s].get("last_checkpoint_valid_bleu") is not None
+             and b[s].get("last_checkpoint_valid_bleu") is not None])
         pairs.append(pair)
     return by_model, pairs
 
@@ -221,18 +226,21 @@ def markdown(report):
     splits = report["splits"]
     sources = report["split_sources"]
     head = ["model", "params", "train min"] + [f"{s} ({sources.get(s) or s}) {k}" for s in splits
-                                               for k in ("tok BLEU", "sacreBLEU")]
+                                               for k in ("tok BLEU", "sacreBLEU")] + ["last ckpt valid tok BLEU*"]
     lines = [f"Budget: {report['budget']}. Mean ± std over seeds {report['seeds']}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, m in report["models"].items():
         cells = [label, f"{m['parameters']:,}" if m["parameters"] else "n/a", fmt(m["training_minutes"], 1)]
         cells += [fmt(m["scores"][s][k]) for s in splits for k in ("bleu_tokenized", "sacrebleu")]
+        cells.append(fmt(m["last_checkpoint_valid_bleu"]))
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Scores of the average of the last checkpoints (the fixed rule), except *: the last checkpoint "
+              "alone, from the valid BLEU curve (hypotheses capped at 1.2 x source + 10 tokens)."]
     if report["pairs"]:
         lines += ["", "Seed-paired difference, gated − ungated (mean ± std of the per-seed differences; "
                   "'beyond noise' = mean gain larger than the larger seed std of the two models):", "",
-                  "| gated vs ungated | " + " | ".join(f"{s} {k}" for s in splits for k in ("tok", "sacre")) + " |",
-                  "|---|" + "---|" * (2 * len(splits))]
+                  "| gated vs ungated | " + " | ".join(f"{s} {k}" for s in splits for k in ("tok", "sacre"))
+                  + " | last ckpt valid tok* |", "|---|" + "---|" * (2 * len(splits) + 1)]
         for p in report["pairs"]:
             cells = []
             for s in splits:
@@ -241,6 +249,8 @@ def markdown(report):
                     cells.append("n/a" if d is None else
                                  f"{d['mean']:+.2f}" + (f" ± {d['std']:.2f}" if d["std"] is not None else "")
                                  + (" (beyond noise)" if d["beyond_noise"] else ""))
+            d = p["delta"]["last_checkpoint_valid_bleu"]
+            cells.append("n/a" if d is None else f"{d['mean']:+.2f}" + (f" ± {d['std']:.2f}" if d["std"] else ""))
             lines.append(f"| {p['gated']} vs {p['baseline']} | " + " | ".join(cells) + " |")
     gates = report.get("gate_stats")
     if gates:
@@ -291,7 +301,18 @@ def plot_race(models, summaries, out):
     plots.save_fig(fig, out)
 
 
+def last_checkpoint_valid_bleu(summary):
+    """Valid BLEU (tokenized; the curve's capped decoding) of the run's last checkpoint, from its curve."""
+    for res in Path(summary["run_dir"]).glob("valid_bleu/*/results.json"):
+        r = read_json(res)
+        if r.get("checkpoint", {}).get("num_updates") == summary["updates"]:
+            return r["bleu_tokenized"]
+    return None
+
+
 def report(models, summaries, args, missing):
+    for s in summaries:
+        s["last_checkpoint_valid_bleu"] = last_checkpoint_valid_bleu(s)
     by_model, pairs = aggregate(models, summaries, args.splits)
     sources = {}
     for s in summaries:

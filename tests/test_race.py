@@ -10,7 +10,7 @@ import pytest
 
 from tests.test_scripts import PY, SCRIPTS, make_data_dir
 
-TINY = ["--preset", "tiny", "--max-update", "12", "--save-every", "4", "--curve-every", "8", "--average", "2",
+TINY = ["--preset", "tiny", "--max-update", "12", "--save-every", "4", "--curve-every", "4", "--average", "2",
         "--max-len-b", "24", "--gate-sentences", "3", "--seeds", "1", "2",
         "--models", "lightconv_small", "cgc_lightconv_small"]
 
@@ -59,7 +59,11 @@ def test_report_matches_the_runs(raced):
         assert (out / name).stat().st_size > 0
     assert "± " in (out / "race.md").read_text()
     # the valid BLEU curve: checkpoints at multiples of --curve-every
-    assert [updates(p.name) for p in (out / "cgc_lightconv_small" / "seed1" / "valid_bleu").iterdir()] == [8]
+    curve = out / "cgc_lightconv_small" / "seed1" / "valid_bleu"
+    assert sorted(updates(p.name) for p in curve.iterdir()) == [4, 8, 12]  # every kept checkpoint (saved every 4)
+    (last,) = [p for p in curve.iterdir() if updates(p.name) == 12]
+    run = next(r for r in rep["runs"] if r["label"] == "cgc_lightconv_small" and r["seed"] == 1)
+    assert run["last_checkpoint_valid_bleu"] == json.loads((last / "results.json").read_text())["bleu_tokenized"]
 
 
 def test_rerun_reuses_everything(raced):
