@@ -381,21 +381,22 @@ def plot(report, out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = [(size, r, r) for size, res in report["sizes"].items() for r in res["ratios"].values()]
-    fig, axes = plt.subplots(1, len(TARGETS), figsize=(4 * len(TARGETS), 4))
+    pairs = [(size, r) for size, res in report["sizes"].items() for r in res["ratios"].values()]
+    names = [f"{size}: {LABELS[r['gated']]} / {'--no-cgc' if r['ungated'].startswith('nocgc_') else 'fairseq'}"
+             for size, r in pairs]
+    fig, axes = plt.subplots(1, len(TARGETS), figsize=(4.5 * len(TARGETS), 1.2 + 0.45 * len(pairs)), sharey=True)
+    axes[0].invert_yaxis()  # the first pair on top (the y axis is shared)
     for ax, key in zip(axes, TARGETS):
-        values = [(r[key] - 1) * 100 for _, _, r in pairs]
-        colors = ["tab:green" if r["pass"][key] else "tab:red" for _, _, r in pairs]
-        ax.bar(range(len(pairs)), values, color=colors)
+        values = [(r[key] - 1) * 100 for _, r in pairs]
+        ax.barh(range(len(pairs)), values, color=["tab:green" if r["pass"][key] else "tab:red" for _, r in pairs])
         for i, v in enumerate(values):
-            ax.annotate(f"{v:+.2f}%", (i, v), ha="center", va="bottom" if v >= 0 else "top", fontsize=8)
-        ax.axhline((TARGETS[key][1] - 1) * 100, color="black", linestyle="--", label=f"target {TARGETS[key][0]}")
-        ax.axhline(0, color="grey", linewidth=0.8)
-        ax.set_xticks(range(len(pairs)), [f"{size}\n{LABELS[r['gated']]}\n/ {LABELS[r['ungated']]}"
-                                          for size, r, _ in pairs], fontsize=7)
+            ax.annotate(f"{v:+.2f}%" if key == "parameters" else f"{v:+.1f}%", (v, i), ha="left" if v >= 0 else "right", va="center", fontsize=7)
+        ax.axvline((TARGETS[key][1] - 1) * 100, color="black", linestyle="--", label=f"target {TARGETS[key][0]}")
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.set_yticks(range(len(pairs)), names, fontsize=8)
         ax.set_title(TARGET_TEXT[key], fontsize=10)
-        ax.set_ylabel("% vs the ungated conv")
-        ax.legend(fontsize=8)
+        ax.set_xlabel("% vs the ungated conv")
+        ax.legend(fontsize=7)
     fig.suptitle(f"CGC vs ungated ({report['settings']['device']}, median of {report['settings']['repeats']})")
     fig.tight_layout()
     tmp = out.with_name(out.name + ".tmp")
