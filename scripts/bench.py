@@ -214,6 +214,18 @@ class Bench:
                    for hypos in self.task.inference_step(self.generator, [self.model], sample))
 
 
+def peak_rss():
+    """This process's peak resident set size in bytes: Linux's VmHWM (per address space, so it starts afresh at exec;
+    getrusage's ru_maxrss keeps the parent's high-water mark across fork + exec), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def memory_probe(args):
     """In this fresh process: build the model, run PROBE_STEPS train steps on the largest batch, print the peak."""
     import torch
@@ -227,11 +239,11 @@ def memory_probe(args):
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = torch.cuda.memory_allocated() if cuda else peak_rss()
     for _ in range(PROBE_STEPS):
         bench.train_step(largest)
     sync(args.device)
-    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = torch.cuda.max_memory_allocated() if cuda else peak_rss()
     print(PROBE_TAG + json.dumps({"measure": "cuda_max_allocated" if cuda else "peak_rss", "steps": PROBE_STEPS,
                                   "batch_target_shape": list(largest["target"].shape),
                                   "peak_mb": peak / 2**20, "before_steps_mb": before / 2**20,
@@ -424,14 +436,27 @@ def build_parser():
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
     p.add_argument("--tiny", action="store_true", help="tiny models (d=32, 1+1 layers; for the tests)")
     p.add_argument("--from-json", help="only re-render bench.md / bench.png (ratios recomputed) from this bench.json")
+    p.add_argument("--remeasure-memory", action="store_true",
+                   help="with --from-json: run the memory probes again (that run's settings) before re-rendering")
     p.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)  # internal: see memory_probe()
     return p
 
 
-def render(path, out):
-    """bench.md / bench.png (and bench.json, ratios recomputed) from an earlier run's bench.json."""
+def render(path, out, memory_args=None):
+    """bench.md / bench.png (and bench.json, ratios recomputed) from an earlier run's bench.json; with memory_args,
+    the memory probes are run again (with that run's settings) first."""
     try:
         report = json.loads(Path(path).read_text())
+        if memory_args is not None:
+            settings = report["settings"]
+            for key in ("max_tokens", "steps", "seed", "decode_split", "decode_sentences", "threads", "device", "tiny"):
+                setattr(memory_args, key, settings[key])
+            memory_args.data = report["data"]["path"]
+            for size, res in report["sizes"].items():
+                for model, r in res["models"].items():
+                    r["memory"] = run_probe(memory_args, size, model)
+                    log(f"{size}/{model}: peak {r['memory']['peak_mb']:.0f} MB (+{r['memory']['steps_mb']:.0f})")
+            report["memory_remeasured"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         for res in report["sizes"].values():
             res["ratios"] = ratios(res["models"])
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -449,7 +474,7 @@ def render(path, out):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.from_json:
-        return render(args.from_json, Path(args.out))
+        return render(args.from_json, Path(args.out), args if args.remeasure_memory else None)
     args.sizes, args.models = list(dict.fromkeys(args.sizes)), list(dict.fromkeys(args.models))
     check_data_dir(args.data)
     for split in ("train", args.decode_split):
