@@ -185,6 +185,7 @@ def aggregate(models, summaries, splits):
             "scores": {split: {k: mean_std([s["scores"][split][k] for s in runs]) for k in METRICS}
                        for split in splits},
             "last_checkpoint_valid_bleu": mean_std([s.get("last_checkpoint_valid_bleu") for s in runs]),
+            "last_valid_loss": mean_std([s.get("last_valid_loss") for s in runs]),
         }
     pairs = []
     for m in models:
@@ -206,10 +207,9 @@ def aggregate(models, summaries, splits):
                     # "beats by more than the seed noise": the mean gain exceeds the larger seed std of the two
                     d |= {"seed_noise": noise, "beyond_noise": len(deltas) > 1 and d["mean"] > noise}
                 pair["delta"][f"{split}.{k}"] = d
-        pair["delta"]["last_checkpoint_valid_bleu"] = mean_std(
-            [g[s]["last_checkpoint_valid_bleu"] - b[s]["last_checkpoint_valid_bleu"] for s in seeds
-             if g[s].get("last_checkpoint_valid_bleu") is not None
-             and b[s].get("last_checkpoint_valid_bleu") is not None])
+        for key in ("last_checkpoint_valid_bleu", "last_valid_loss"):
+            pair["delta"][key] = mean_std([g[s][key] - b[s][key] for s in seeds
+                                           if g[s].get(key) is not None and b[s].get(key) is not None])
         pairs.append(pair)
     return by_model, pairs
 
@@ -226,21 +226,22 @@ def markdown(report):
     splits = report["splits"]
     sources = report["split_sources"]
     head = ["model", "params", "train min"] + [f"{s} ({sources.get(s) or s}) {k}" for s in splits
-                                               for k in ("tok BLEU", "sacreBLEU")] + ["last ckpt valid tok BLEU*"]
+                                               for k in ("tok BLEU", "sacreBLEU")] + ["last ckpt valid tok BLEU*", "last valid loss*"]
     lines = [f"Budget: {report['budget']}. Mean ± std over seeds {report['seeds']}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, m in report["models"].items():
         cells = [label, f"{m['parameters']:,}" if m["parameters"] else "n/a", fmt(m["training_minutes"], 1)]
         cells += [fmt(m["scores"][s][k]) for s in splits for k in ("bleu_tokenized", "sacrebleu")]
-        cells.append(fmt(m["last_checkpoint_valid_bleu"]))
+        cells += [fmt(m["last_checkpoint_valid_bleu"]), fmt(m["last_valid_loss"], 3)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Scores of the average of the last checkpoints (the fixed rule), except *: the last checkpoint "
-              "alone, from the valid BLEU curve (hypotheses capped at 1.2 x source + 10 tokens)."]
+              "alone: valid BLEU from the curve (hypotheses capped at 1.2 x source + 10 tokens) and fairseq's valid loss "
+              "(label-smoothed cross-entropy, base 2; lower is better)."]
     if report["pairs"]:
         lines += ["", "Seed-paired difference, gated − ungated (mean ± std of the per-seed differences; "
                   "'beyond noise' = mean gain larger than the larger seed std of the two models):", "",
                   "| gated vs ungated | " + " | ".join(f"{s} {k}" for s in splits for k in ("tok", "sacre"))
-                  + " | last ckpt valid tok* |", "|---|" + "---|" * (2 * len(splits) + 1)]
+                  + " | last ckpt valid tok* | last valid loss* |", "|---|" + "---|" * (2 * len(splits) + 2)]
         for p in report["pairs"]:
             cells = []
             for s in splits:
@@ -249,8 +250,10 @@ def markdown(report):
                     cells.append("n/a" if d is None else
                                  f"{d['mean']:+.2f}" + (f" ± {d['std']:.2f}" if d["std"] is not None else "")
                                  + (" (beyond noise)" if d["beyond_noise"] else ""))
-            d = p["delta"]["last_checkpoint_valid_bleu"]
-            cells.append("n/a" if d is None else f"{d['mean']:+.2f}" + (f" ± {d['std']:.2f}" if d["std"] else ""))
+            for key, digits in (("last_checkpoint_valid_bleu", 2), ("last_valid_loss", 3)):
+                d = p["delta"][key]
+                cells.append("n/a" if d is None else f"{d['mean']:+.{digits}f}"
+                             + (f" ± {d['std']:.{digits}f}" if d["std"] else ""))
             lines.append(f"| {p['gated']} vs {p['baseline']} | " + " | ".join(cells) + " |")
     gates = report.get("gate_stats")
     if gates:
@@ -310,9 +313,33 @@ def last_checkpoint_valid_bleu(summary):
     return None
 
 
+def last_valid_loss(summary):
+    """fairseq's valid loss (label-smoothed, base 2) at the run's last update, from its train.log."""
+    import plots
+
+    at_end = [loss for updates, _, loss in plots.run_curves(summary["run_dir"])["valid"]
+              if updates == summary["updates"]]
+    return at_end[-1] if at_end else None
+
+
+def training_seconds(summary):
+    """Training wall-clock from train.log: fairseq's `wall` restarts at 0 when a killed run resumes, so the
+    sessions' last values are summed (updates redone after a resume count: they were spent)."""
+    import plots
+
+    total, last = 0.0, 0.0
+    for _, wall, _ in plots.run_curves(summary["run_dir"])["train"]:
+        if wall < last:  # a resumed session
+            total += last
+        last = wall
+    return total + last or summary.get("training_wall_seconds")
+
+
 def report(models, summaries, args, missing):
     for s in summaries:
+        s["training_wall_seconds"] = training_seconds(s)
         s["last_checkpoint_valid_bleu"] = last_checkpoint_valid_bleu(s)
+        s["last_valid_loss"] = last_valid_loss(s)
     by_model, pairs = aggregate(models, summaries, args.splits)
     sources = {}
     for s in summaries:
