@@ -442,6 +442,16 @@ def build_parser():
     return p
 
 
+def write_outputs(report, out):
+    """bench.md, bench.png, bench.json in out (each under a temporary name, then renamed); the table to stdout."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(report)
+    write_atomic(out / "bench.md", text)
+    plot(report, out / "bench.png")
+    write_json(out / "bench.json", report)
+    print(text)
+
+
 def render(path, out, memory_args=None):
     """bench.md / bench.png (and bench.json, ratios recomputed) from an earlier run's bench.json; with memory_args,
     the memory probes are run again (with that run's settings) first."""
@@ -461,12 +471,7 @@ def render(path, out, memory_args=None):
             res["ratios"] = ratios(res["models"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ScriptError(f"--from-json {path}: not a bench.json of this script ({type(e).__name__}: {e})")
-    out.mkdir(parents=True, exist_ok=True)
-    text = markdown(report)
-    write_atomic(out / "bench.md", text)
-    plot(report, out / "bench.png")
-    write_json(out / "bench.json", report)
-    print(text)
+    write_outputs(report, out)
     return 0
 
 
@@ -517,12 +522,7 @@ def main(argv=None):
             torch.cuda.empty_cache()
     report["machine"]["load_average_end"] = os.getloadavg()
     report["wall_seconds"] = round(time.time() - start, 1)
-    out.mkdir(parents=True, exist_ok=True)
-    text = markdown(report)
-    write_atomic(out / "bench.md", text)
-    plot(report, out / "bench.png")
-    write_json(out / "bench.json", report)
-    print(text)
+    write_outputs(report, out)
     log(f"done in {report['wall_seconds'] / 60:.1f} min -> {out}/bench.json, bench.md, bench.png")
     return 0
 
