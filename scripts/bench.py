@@ -49,8 +49,8 @@ from itertools import cycle, islice
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from script_utils import (USER_DIR, Parser, ScriptError, check_data_dir, check_split, command_line, log,  # noqa: E402
-                          main_guard, positive_int, versions, write_atomic, write_json)
+from script_utils import (USER_DIR, Parser, ScriptError, check_data_dir, check_split, command_line,  # noqa: E402
+                          cpu_model, log, main_guard, positive_int, versions, write_atomic, write_json)
 from train import PRESETS  # noqa: E402
 
 LABELS = {"transformer": "Transformer", "lightconv": "LightConv", "dynamicconv": "DynamicConv",
@@ -325,13 +325,7 @@ def ratios(results):
 def machine(device):
     import torch
 
-    cpu = None
-    try:
-        cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                    if l.startswith("model name")), None)
-    except OSError:  # not Linux
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
             "gpu": torch.cuda.get_device_name() if device == "cuda" else None, "load_average": os.getloadavg()}
 
 

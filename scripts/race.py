@@ -31,8 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from script_utils import (REPO, SCRIPTS, Parser, ScriptError, check_data_dir, check_split, command_line, log,  # noqa: E402
-                          main_guard, positive_int, read_json, run, versions, write_atomic, write_json)
+from average import UPDATE  # noqa: E402
+from script_utils import (REPO, SCRIPTS, Parser, ScriptError, check_data_dir, check_split, command_line,  # noqa: E402
+                          cpu_model, log, main_guard, positive_int, read_json, run, versions, write_atomic, write_json)
 
 PY = sys.executable
 DEFAULT_MODELS = ["lightconv_small", "cgc_lightconv_small", "dynamicconv_small", "cgc_dynamicconv_small"]
@@ -62,14 +63,9 @@ def baseline_of(model, models):
 
 
 def update_checkpoints(ckpt_dir):
-    """[(updates, path)] of checkpoint_E_U.pt, oldest first."""
-    out = []
-    for p in ckpt_dir.glob("checkpoint_*_*.pt"):
-        try:
-            out.append((int(p.stem.rsplit("_", 1)[1]), p))
-        except ValueError:
-            continue
-    return sorted(out)
+    """[(updates, path)] of checkpoint_E_U.pt (average.py's UPDATE pattern), oldest first."""
+    return sorted((int(m.group(1)), p) for p in ckpt_dir.glob("checkpoint_*_*.pt")
+                  if (m := UPDATE.match(p.name)))
 
 
 def save_flags(args):
@@ -351,7 +347,8 @@ def report(models, summaries, args, missing):
         "max_update": args.max_update, "seeds": args.seeds, "splits": args.splits, "split_sources": sources,
         "models": by_model, "pairs": pairs, "gate_stats": mean_gate_stats(summaries), "missing_runs": missing,
         "runs": summaries, "data": str(args.data), "command": command_line(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), "versions": versions(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
+        "versions": versions(),
     }
     write_json(args.out / "race.json", rep)
     md = markdown(rep)
@@ -362,15 +359,6 @@ def report(models, summaries, args, missing):
         plot_race(models, summaries, args.out / "curves.png")
     print(md, flush=True)
     return rep
-
-
-def machine():
-    cpu = None
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count()}
 
 
 def detach(argv, out):

@@ -153,6 +153,15 @@ def versions():
     return out
 
 
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (None where there is none, e.g. not Linux)."""
+    try:
+        return next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name")), None)
+    except OSError:
+        return None
+
+
 def command_line(argv=None):
     return shlex.join([sys.executable, *(sys.argv if argv is None else argv)])
 
