@@ -17,7 +17,12 @@ Context sources, as pooling matrices over time (weights N x bins x T, so pool(x)
     backward pass (`causal_gate`), so no B x C x T x d tensor is kept;
   decoder, "source": the encoder output of the sentence being translated, pooled as the encoder pools (N = 1).
 Control: context="static", G = sigmoid(a learned groups x K parameter), no input at all.
+
+Precision: the gate is computed in fp32 even under bf16 autocast (pooling sums, LayerNorm statistics, sigmoid: a
+bf16 sigmoid rounds to exactly 1 from logit ~5.5 on); only the gated convolution's product runs in bf16.
 """
+from contextlib import nullcontext
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -154,7 +159,12 @@ class ContextGate(nn.Module):
         return torch.sigmoid(torch.cat(logits))
 
     def logits_of(self, x, pooling):
-        """The gate before the sigmoid: N x B x groups x K."""
+        """The gate before the sigmoid, in fp32: N x B x groups x K."""
+        autocasting = torch.is_autocast_enabled(x.device.type)
+        with torch.autocast(x.device.type, enabled=False) if autocasting else nullcontext():
+            return self.fp32_logits(x.float(), pooling)
+
+    def fp32_logits(self, x, pooling):
         H, K = self.num_heads, self.kernel_size
         if self.context == "mean":
             mean = pool(pooling, x).squeeze(-1).transpose(1, 2)  # B x N x C

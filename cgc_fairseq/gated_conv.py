@@ -199,4 +199,4 @@ class GatedDynamicConv1dTBC(ContextGatedConv, DynamicConv1dTBC):
     def base_kernel(self, x):
         T, B, _ = x.shape
         weight = self.weight_linear(x).view(T, B, self.num_heads, self.kernel_size)
-        return torch.softmax(weight, dim=-1) if self.weight_softmax else weight
+        return torch.softmax(weight.float(), dim=-1) if self.weight_softmax else weight  # fp32 under autocast
