@@ -149,9 +149,10 @@ class ContextGate(nn.Module):
         kernel keeps nothing of size B x C x T x d for the backward pass; the PyTorch ops, under autograd, run in
         chunks of positions, each seeing only the prefix it needs and recomputed in the backward pass."""
         T, B, C = x.shape
+        pooling = causal_pooling(torch.arange(T, device=x.device), self.bins, T)
         recompute = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
-        if not recompute or self.fused(x):
-            return self(x, causal_pooling(torch.arange(T, device=x.device), self.bins, T))
+        if not recompute or self.fused(x, pooling):
+            return self(x, pooling)
         chunk = max(1, CHUNK_ELEMENTS // (B * C * (self.kernel_size // 2 + 1)))
         logits = []
         for start in range(0, T, chunk):
@@ -160,10 +161,13 @@ class ContextGate(nn.Module):
             logits.append(checkpoint(self.logits_of, x[:end], pooling, use_reentrant=False))
         return torch.sigmoid(torch.cat(logits))
 
-    def fused(self, x):
-        """Whether the fused kernel computes this gate (the paper's head gate, on CPU; not while exporting)."""
-        return (self.context == "pool" and self.gate == "head" and not torch.compiler.is_compiling()
-                and fused_gate.serves(x))
+    def fused(self, x, pooling):
+        """Whether the fused kernel computes this gate: the paper's head gate over several context rows pooled alike
+        for the batch (a decoder's full pass, where the B x C x N x d context encoding is the cost), on CPU, not
+        while exporting. One row per sentence (encoder, incremental step) runs faster as the PyTorch ops."""
+        N, shared = pooling.shape[:2]
+        return (N > 1 and shared == 1 and self.context == "pool" and self.gate == "head"
+                and not torch.compiler.is_compiling() and fused_gate.serves(x))
 
     def logits_of(self, x, pooling):
         """The gate before the sigmoid, in fp32 (or fp64): N x B x groups x K."""
@@ -184,7 +188,7 @@ class ContextGate(nn.Module):
         if self.gate == "head":  # both reductions over a head's channels at once: interact and the mean
             R = self.channels // H
             reduce = torch.cat([self.interact, self.interact.new_full((H, 1, R), 1 / R)], dim=1)  # H x 2 x R
-            if self.fused(x):
+            if self.fused(x, pooling):
                 both = fused_gate.pooled_head_reduction(x, folded, self.encode.bias, self.encode_norm, reduce)
             else:
                 E = F.relu(self.encode_norm(pool(folded, x) + self.encode.bias))  # B x C x N x d

@@ -1,8 +1,9 @@
 """The context gate's core as one fused CPU kernel (csrc/gate_core.cpp), for the head gate of the paper's design:
 
-    out[b, h, p, n] = sum_r reduce[h, p, r] ReLU(LN(shift + sum_s M[b', s, n] x[b, h R + r, s]))    (B x H x P x N x d)
+    out[b, h, p, n] = sum_r reduce[h, p, r] ReLU(LN(shift + sum_s M[s, n] x[b, h R + r, s]))    (B x H x P x N x d)
 
-i.e. pooling (with W_e folded into the pooling weights M), context encoding and both channel reductions of a head,
+i.e. pooling (with W_e folded into the pooling weights M, shared by the batch: the decoder's prefix pooling), context
+encoding and both channel reductions of a head,
 one head of one sentence at a time (R x N x d), so the B x C x N x d context encoding is never held and a training
 step keeps nothing of that size: the backward recomputes each head's (the PyTorch ops in ContextGate keep several
 such tensors, or recompute them chunk by chunk). Built on first use by torch.utils.cpp_extension (cached in
@@ -44,7 +45,7 @@ def serves(x):
 
 
 class PooledHeadReduction(torch.autograd.Function):
-    """x B x C x T, M B' x T x N x d, shift/weight/bias d, reduce H x P x R -> B x H x P x N x d."""
+    """x B x C x T, M T x N x d, shift/weight/bias d, reduce H x P x R -> B x H x P x N x d."""
 
     @staticmethod
     def forward(ctx, x, M, shift, weight, bias, reduce, eps):
@@ -59,7 +60,7 @@ class PooledHeadReduction(torch.autograd.Function):
 
 
 def pooled_head_reduction(x, folded, shift, norm, reduce):
-    """x T x B x C (a conv's input), folded N x B' x d x T (W_e @ pooling weights), norm a LayerNorm(d), reduce
-    H x P x R -> B x H x P x N x d."""
-    return PooledHeadReduction.apply(x.permute(1, 2, 0).contiguous(), folded.permute(1, 3, 0, 2).contiguous(), shift,
-                                     norm.weight, norm.bias, reduce, norm.eps)
+    """x T x B x C (a conv's input), folded N x 1 x d x T (W_e @ pooling weights shared by the batch), norm a
+    LayerNorm(d), reduce H x P x R -> B x H x P x N x d."""
+    return PooledHeadReduction.apply(x.permute(1, 2, 0).contiguous(), folded[:, 0].permute(2, 0, 1).contiguous(),
+                                     shift, norm.weight, norm.bias, reduce, norm.eps)

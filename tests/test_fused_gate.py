@@ -1,5 +1,5 @@
-"""The fused gate kernel (cgc_fairseq/csrc/gate_core.cpp) against the gate's PyTorch ops: values and gradients for
-the encoder's sentence pooling, the decoder's prefix and an incremental step; gradcheck; what a training step keeps."""
+"""The fused gate kernel (cgc_fairseq/csrc/gate_core.cpp) against the gate's PyTorch ops: values and gradients of the
+decoder's prefix gate, where each runs, gradcheck, and what a training step keeps."""
 import pytest
 import torch
 
@@ -18,32 +18,24 @@ def gate_of(kernel_size, channels=16, heads=4, dtype=torch.float64, seed=0):
     return gate
 
 
-def context(gate, x, source):
-    T, B, _ = x.shape
-    if source == "prefix":
-        return gate.causal_gate(x)
-    if source == "sentence":  # left padding of different lengths
-        mask = torch.arange(T).expand(B, T) < torch.arange(B).unsqueeze(1) * 2
-        return gate(x, sentence_pooling(x, mask, gate.bins))
-    return gate(x, causal_pooling(torch.full((1,), T - 1), gate.bins, T))  # incremental: one row over the history
-
-
-def values_and_gradients(gate, x, source, fused, monkeypatch):
+def values_and_gradients(gate, x, fused, monkeypatch):
+    """The decoder's prefix gate of a full pass and its gradients, by the kernel or by the PyTorch ops."""
     monkeypatch.setenv("CGC_FUSED_GATE", "1" if fused else "0")
-    assert gate.fused(x) == fused
-    out = context(gate, x, source)
+    pooling = causal_pooling(torch.arange(x.size(0)), gate.bins, x.size(0))
+    assert gate.fused(x, pooling) == fused
+    out = gate.causal_gate(x)
     weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
     return out, torch.autograd.grad((out * weights).sum(), [x, *gate.parameters()])
 
 
-@pytest.mark.parametrize("source", ["prefix", "sentence", "incremental"])
+@pytest.mark.parametrize("T", [2, 9, 40])  # below and above the kernel widths
 @pytest.mark.parametrize("kernel_size", [3, 5, 7, 15, 31])  # d = 2, 3 (a width without its own instance), 4, 8, 16
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_fused_equals_the_pytorch_ops(source, kernel_size, dtype, monkeypatch):
+def test_fused_equals_the_pytorch_ops(T, kernel_size, dtype, monkeypatch):
     gate = gate_of(kernel_size, dtype=dtype)
-    x = torch.randn(9, 3, 16, dtype=dtype, requires_grad=True)
-    fused, fused_grads = values_and_gradients(gate, x, source, True, monkeypatch)
-    ops, ops_grads = values_and_gradients(gate, x, source, False, monkeypatch)
+    x = torch.randn(T, 3, 16, dtype=dtype, requires_grad=True)
+    fused, fused_grads = values_and_gradients(gate, x, True, monkeypatch)
+    ops, ops_grads = values_and_gradients(gate, x, False, monkeypatch)
     # fp32: LayerNorm over d = 2 is ill-conditioned (xhat = +-1), its gradients differ by up to ~3e-4 in fp32
     atol = 1e-12 if dtype == torch.float64 else 1e-6
     torch.testing.assert_close(fused, ops, rtol=0, atol=atol)
@@ -51,11 +43,19 @@ def test_fused_equals_the_pytorch_ops(source, kernel_size, dtype, monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-9 if dtype == torch.float64 else 1e-3, atol=atol * 1e3)
 
 
-@pytest.mark.parametrize("shared", [True, False])
-def test_gradcheck(shared):
+def test_one_context_row_per_sentence_runs_the_pytorch_ops():
+    """The encoder's sentence pooling and an incremental step: one row per sentence, faster as the ops."""
+    gate = gate_of(7)
+    x = torch.randn(9, 3, 16, dtype=torch.float64)
+    assert not gate.fused(x, sentence_pooling(x, None, gate.bins))
+    assert not gate.fused(x, causal_pooling(torch.full((1,), 8), gate.bins, 9))
+    assert gate.fused(x, causal_pooling(torch.arange(9), gate.bins, 9))
+
+
+def test_gradcheck():
     torch.manual_seed(0)
-    B, H, R, T, N, d = 2, 2, 3, 5, 4 if shared else 1, 3
-    args = (torch.randn(B, H * R, T, dtype=torch.float64), torch.randn(1 if shared else B, T, N, d, dtype=torch.float64),
+    B, H, R, T, N, d = 2, 2, 3, 5, 4, 3
+    args = (torch.randn(B, H * R, T, dtype=torch.float64), torch.randn(T, N, d, dtype=torch.float64),
             torch.randn(d, dtype=torch.float64), torch.randn(d, dtype=torch.float64),
             torch.randn(d, dtype=torch.float64), torch.randn(H, 2, R, dtype=torch.float64))
     args = [a.requires_grad_() for a in args]

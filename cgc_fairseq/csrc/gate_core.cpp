@@ -1,9 +1,9 @@
 // The context gate's core, fused: for every sentence b, head h and context row n,
-//   out[b, h, p, n] = sum_r A[h, p, r] ReLU(LN(e[b, h R + r, n])),   e[b, c, n] = shift + sum_s M[b', s, n] x[b, c, s]
-// (M: the pooling weights with the context encoding W_e folded in, d values per (s, n); b' = b, or 0 when the weights
-// are shared by the batch). One (b, h) at a time: the pooling and both reductions are small matrix products over the
-// head's R channels, LayerNorm and ReLU run row by row in between, so nothing of size B x C x N x d is ever held:
-// the backward recomputes the head's rows. Reference: the PyTorch ops of cgc_fairseq/context_gate.py.
+//   out[b, h, p, n] = sum_r A[h, p, r] ReLU(LN(e[b, h R + r, n])),   e[b, c, n] = shift + sum_s M[s, n] x[b, c, s]
+// (M: the pooling weights, shared by the batch, with the context encoding W_e folded in: d values per (s, n)). One
+// (b, h) at a time, in blocks of channels: the pooling and both reductions are small matrix products over the block,
+// LayerNorm and ReLU run row by row in between, so nothing of size B x C x N x d is ever held: the backward
+// recomputes each block's rows. Reference: the PyTorch ops of cgc_fairseq/context_gate.py.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -18,7 +18,6 @@ constexpr int64_t BLOCK_ELEMENTS = 8192;  // channels of a head taken together: 
 
 struct Sizes {
   int64_t B, C, T, N, D, H, P, R;
-  bool shared;
   int64_t block() const { return std::max<int64_t>(1, std::min<int64_t>(R, BLOCK_ELEMENTS / (N * D))); }
 };
 
@@ -105,12 +104,10 @@ void with_width(int64_t D, F f) {
 
 Sizes sizes(const torch::Tensor& x, const torch::Tensor& M, const torch::Tensor& reduce) {
   TORCH_CHECK(x.device().is_cpu() && x.dim() == 3 && x.is_contiguous(), "x: a contiguous CPU tensor B x C x T");
-  TORCH_CHECK(M.dim() == 4 && M.is_contiguous() && M.size(1) == x.size(2), "M: contiguous B' x T x N x d");
-  TORCH_CHECK(M.size(0) == 1 || M.size(0) == x.size(0), "M: shared (B' = 1) or per sentence (B' = B)");
+  TORCH_CHECK(M.dim() == 3 && M.is_contiguous() && M.size(0) == x.size(2), "M: contiguous T x N x d");
   TORCH_CHECK(reduce.dim() == 3 && x.size(1) == reduce.size(0) * reduce.size(2), "reduce: H x P x R with C = H R");
-  TORCH_CHECK(M.size(3) <= MAX_D, "d <= 64");
-  return Sizes{x.size(0), x.size(1), x.size(2), M.size(2), M.size(3), reduce.size(0), reduce.size(1), reduce.size(2),
-               M.size(0) == 1};
+  TORCH_CHECK(M.size(2) <= MAX_D, "d <= 64");
+  return Sizes{x.size(0), x.size(1), x.size(2), M.size(1), M.size(2), reduce.size(0), reduce.size(1), reduce.size(2)};
 }
 
 }  // namespace
@@ -125,7 +122,7 @@ torch::Tensor forward(torch::Tensor x, torch::Tensor M, torch::Tensor shift, tor
       at::parallel_for(0, z.B * z.H, 1, [&](int64_t begin, int64_t end) {
         for (int64_t bh = begin; bh < end; ++bh) {
           const int64_t b = bh / z.H, h = bh % z.H;
-          auto Mb = M[z.shared ? 0 : b].view({z.T, -1});
+          auto Mb = M.view({z.T, -1});
           auto o = out[b][h];  // P x N d
           o.zero_();
           for (int64_t r = 0; r < z.R; r += z.block()) {
@@ -150,9 +147,8 @@ std::vector<torch::Tensor> backward(torch::Tensor grad_out, torch::Tensor x, tor
   grad_out = grad_out.contiguous().view({z.B, z.H, z.P, z.N * z.D});
   shift = shift.contiguous(), gamma = gamma.contiguous(), beta = beta.contiguous(), reduce = reduce.contiguous();
   auto gx = torch::empty_like(x);
-  // partial sums: M's per thread when shared, else per sentence and head; the rest per sentence and head
-  const int64_t slots = z.shared ? at::get_num_threads() : z.B * z.H;
-  auto gM = torch::zeros({slots, z.T, z.N * z.D}, x.options());
+  // partial sums: M's per thread, the rest per sentence and head
+  auto gM = torch::zeros({at::get_num_threads(), z.T, z.N * z.D}, x.options());
   auto gshift = torch::zeros({z.B * z.H, z.D}, x.options());
   auto ggamma = torch::zeros({z.B * z.H, z.D}, x.options());
   auto gbeta = torch::zeros({z.B * z.H, z.D}, x.options());
@@ -164,9 +160,9 @@ std::vector<torch::Tensor> backward(torch::Tensor grad_out, torch::Tensor x, tor
         auto rstd = torch::empty({z.block() * z.N}, x.options());
         for (int64_t bh = begin; bh < end; ++bh) {
           const int64_t b = bh / z.H, h = bh % z.H;
-          auto Mb = M[z.shared ? 0 : b].view({z.T, -1});
+          auto Mb = M.view({z.T, -1});
           auto g = grad_out[b][h];  // P x N d
-          auto gMs = gM[z.shared ? at::get_thread_num() : bh];
+          auto gMs = gM[at::get_thread_num()];
           for (int64_t r = 0; r < z.R; r += z.block()) {
             const int64_t rb = std::min(z.block(), z.R - r);
             auto xs = x[b].narrow(0, h * z.R + r, rb);
@@ -189,8 +185,7 @@ std::vector<torch::Tensor> backward(torch::Tensor grad_out, torch::Tensor x, tor
       });
     });
   });
-  auto gM_total = z.shared ? gM.sum(0, true) : gM.view({z.B, z.H, z.T, z.N * z.D}).sum(1);
-  return {gx, gM_total.view(M.sizes()), gshift.sum(0), ggamma.sum(0), gbeta.sum(0), gA.sum(0)};
+  return {gx, gM.sum(0).view(M.sizes()), gshift.sum(0), ggamma.sum(0), gbeta.sum(0), gA.sum(0)};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
