@@ -13,7 +13,7 @@ shared by its channels, and mean(E) W_d1 == mean(E W_d1) since W_d1 is linear).
 Context sources, as pooling matrices over time (weights N x bins x T, so pool(x) = weights @ x):
   encoder: the whole sentence, non-pad positions only (N = 1);
   decoder, "prefix": causal, row t pools the conv inputs at positions <= t only (N = T; in incremental decoding one
-    row over the history). A training step keeps no B x C x T x d tensor for the backward pass: the fused kernel
+    row, read from running sums: `running_sum_pooling`). A training step keeps no B x C x T x d tensor for the backward pass: the fused kernel
     (fused_gate.py) never holds one, and the PyTorch ops run in chunks recomputed in the backward (`causal_gate`);
   decoder, "source": the encoder output of the sentence being translated, pooled as the encoder pools (N = 1).
 Control: context="static", G = sigmoid(a learned groups x K parameter), no input at all.
@@ -69,6 +69,21 @@ def sentence_pooling(x, padding_mask, bins):
 def causal_pooling(steps, bins, size):
     """Decoder: the context of step t pools positions 0..t only -> len(steps) x 1 x bins x size weights."""
     return pooling_weights(steps + 1, bins, size).unsqueeze(1)
+
+
+def running_sum_pooling(sums, rows, bins):
+    """The pooling of the last of t = rows.size(0) - 1 inputs' prefix from running sums (row j: the sum of the first
+    j inputs; rows[j]: the column of row j for each current sentence) -> (inputs U x B x C, weights 1 x 1 x K x U)
+    for ContextGate: bin i = (sum[end_i] - sum[start_i]) / (end_i - start_i), read from the U <= min(t + 1, 2K)
+    distinct bin edges, so a step never reads more than the history and at most 2K rows however long it grows."""
+    start, end = bin_bounds(torch.tensor(rows.size(0) - 1, device=sums.device), bins)
+    edges, where = torch.unique(torch.cat([end, start]), return_inverse=True)  # U rows; bin i: where[i], where[K + i]
+    inputs = sums[edges.unsqueeze(1), rows[edges]]  # U x B x C
+    size = (end - start).clamp(min=1).float()
+    weights = sums.new_zeros(bins, edges.numel())
+    weights[torch.arange(bins), where[:bins]] += 1 / size
+    weights[torch.arange(bins), where[bins:]] -= 1 / size  # start == end never happens: bins are never empty
+    return inputs, weights.view(1, 1, bins, -1)
 
 
 def pool(weights, x):

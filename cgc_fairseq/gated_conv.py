@@ -19,7 +19,7 @@ import torch
 from fairseq import utils
 from fairseq.modules import DynamicConv1dTBC, LightweightConv1dTBC
 
-from .context_gate import GATE_INIT_STD, ContextGate, causal_pooling, sentence_pooling
+from .context_gate import GATE_INIT_STD, ContextGate, causal_pooling, running_sum_pooling, sentence_pooling
 
 
 @dataclass
@@ -130,12 +130,35 @@ class ContextGatedConv:
             return self.source_gate(incremental_state)
         if incremental_state is None:
             return gate.causal_gate(x)
-        # incremental "prefix": pool the history of inputs, kept in the incremental state
         history = utils.get_incremental_state(self, incremental_state, "context_history")
-        x = x if history is None else torch.cat([history, x], dim=0)
-        utils.set_incremental_state(self, incremental_state, "context_history", x)
-        step = torch.full((1,), x.size(0) - 1, dtype=torch.long, device=x.device)
-        return gate(x, causal_pooling(step, gate.bins, x.size(0)))
+        if history is not None:  # an explicit history of inputs (cgc_fairseq/export.py): pool it whole
+            x = torch.cat([history, x], dim=0)
+            step = torch.full((1,), x.size(0) - 1, dtype=torch.long, device=x.device)
+            return gate(x, causal_pooling(step, gate.bins, x.size(0)))
+        return self.prefix_step_gate(x, incremental_state)
+
+    def prefix_step_gate(self, x, incremental_state):
+        """The "prefix" gate of one incremental step, 1 x B x (H|C) x K, from running sums of the conv inputs: each bin
+        of the history's pooling is a difference of two sums, so a step costs the same however long the history.
+        State: `context_sums` (capacity x columns x C, fp32; row j = sum of the first j inputs, written once) and
+        `context_rows` (j + 1 x B: the column of row j that each current hypothesis reads; a beam reorder permutes
+        these indices only)."""
+        sums = utils.get_incremental_state(self, incremental_state, "context_sums")
+        rows = utils.get_incremental_state(self, incremental_state, "context_rows")
+        B, C = x.shape[1:]
+        if sums is None:
+            sums = x.new_zeros(16, B, C, dtype=torch.float32)
+            rows = torch.arange(B, device=x.device).unsqueeze(0)
+        t = rows.size(0)  # inputs so far, this one included after the update
+        if t == sums.size(0):  # full: double the capacity
+            sums = torch.cat([sums, torch.zeros_like(sums)])
+        if B > sums.size(1):  # more hypotheses than columns (a reorder that duplicates more than it drops)
+            sums = torch.cat([sums, sums.new_zeros(sums.size(0), B - sums.size(1), C)], dim=1)
+        sums[t, :B] = sums[t - 1, rows[t - 1]] + x[0].float()
+        rows = torch.cat([rows, torch.arange(B, device=x.device).unsqueeze(0)])
+        utils.set_incremental_state(self, incremental_state, "context_sums", sums)
+        utils.set_incremental_state(self, incremental_state, "context_rows", rows)
+        return self.context_gate(*running_sum_pooling(sums, rows, self.context_gate.bins))
 
     def source_gate(self, incremental_state):
         """The "source" context's gate, 1 x B x (H|C) x K: once per sentence (kept in the incremental state)."""
@@ -165,7 +188,7 @@ class ContextGatedConv:
 
     def reorder_incremental_state(self, incremental_state, new_order):
         super().reorder_incremental_state(incremental_state, new_order)
-        for key in ("context_history", "source_gate"):  # both have the batch in dim 1
+        for key in ("context_rows", "source_gate"):  # both have the batch in dim 1
             value = utils.get_incremental_state(self, incremental_state, key)
             if value is not None:
                 utils.set_incremental_state(self, incremental_state, key, value.index_select(1, new_order))

@@ -18,7 +18,7 @@ def randomized(gate, seed=0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in gate.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.5)
     return gate
 
 
@@ -27,19 +27,44 @@ def randomized(gate, seed=0):
 @pytest.mark.parametrize("T", [3, 20])  # shorter and longer than the kernel
 @pytest.mark.parametrize("fused", ["1", "0"])  # the fused kernel (head gate), or the PyTorch ops in chunks
 def test_lean_prefix_gate_equals_the_full_causal_pooling(gate_shape, context, T, fused, monkeypatch):
-    """causal_gate (fused, or chunks recomputed in backward) == forward over the T x bins x T causal pooling matrix."""
+    """causal_gate (fused, or chunks recomputed in backward) == forward over the T x bins x T causal pooling matrix;
+    in float64, so that the comparison does not depend on rounding."""
     monkeypatch.setenv("CGC_FUSED_GATE", fused)
     monkeypatch.setattr(context_gate, "CHUNK_ELEMENTS", 2 * 3 * 16 * 4 * 2)  # a few positions per chunk
-    gate = randomized(ContextGate(16, 4, 7, context=context, gate=gate_shape))
-    x = torch.randn(T, 3, 16, requires_grad=True)
-    weights = torch.randn(T, 3, gate.groups, 7)  # a random function of the gate, for gradients
+    gate = randomized(ContextGate(16, 4, 7, context=context, gate=gate_shape).double())
+    g = torch.Generator().manual_seed(T)
+    x = torch.randn(T, 3, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(T, 3, gate.groups, 7, generator=g, dtype=torch.float64)  # a function of the gate
     lean = gate.causal_gate(x)
     lean_grads = torch.autograd.grad((lean * weights).sum(), [x, *gate.parameters()])
     reference = gate(x, causal_pooling(torch.arange(T), gate.bins, T))
     reference_grads = torch.autograd.grad((reference * weights).sum(), [x, *gate.parameters()])
-    torch.testing.assert_close(lean, reference, rtol=0, atol=1e-6)
+    torch.testing.assert_close(lean, reference, rtol=0, atol=1e-12)
     for a, b in zip(lean_grads, reference_grads):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("arch", VARIANTS)
+def test_prefix_steps_from_running_sums_equal_the_full_pass_over_100_positions(arch):
+    """Incremental "prefix" gates (running sums, beam reorders on indices) == the full pass, far past the kernel."""
+    model = build(arch, *TINY).eval()
+    randomize_gates(model)
+    vocab = model.encoder.dictionary
+    src, lengths = tokens(vocab, 3, 7, seed=5)
+    src, lengths = src.repeat_interleave(2, 0), lengths.repeat_interleave(2)  # a beam of 2 per sentence
+    prev = torch.randint(vocab.nspecial, len(vocab), (6, 100), generator=torch.Generator().manual_seed(7))
+    prev[:, 0] = vocab.eos()
+    order = torch.tensor([1, 0, 2, 2, 5, 4])  # within each sentence's beam (fairseq's attention assumes it)
+    with torch.no_grad():
+        encoder_out, state, steps = model.encoder(src, lengths), {}, []
+        for t in range(prev.size(1)):
+            if t % 10 == 9:  # a beam step: swap and duplicate hypotheses
+                encoder_out = model.encoder.reorder_encoder_out(encoder_out, order)
+                model.decoder.reorder_incremental_state_scripting(state, order)
+                prev, steps = prev[order], [s[order] for s in steps]
+            steps.append(model.decoder(prev[:, : t + 1], encoder_out=encoder_out, incremental_state=state)[0])
+        full = model.decoder(prev, encoder_out=encoder_out)[0]
+    assert (torch.cat(steps, dim=1) - full).abs().max() < 1e-4
 
 
 def decoder_gates(model, src, lengths, prev):
