@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Export a trained cgc_lightconv checkpoint for inference with torch.export, and check it against the eager model.
 
-    python scripts/export.py --checkpoint runs/small/average.pt --data data-bin/multi30k.de-en --out runs/small/export
+    python -m scripts.export --checkpoint runs/small/average.pt --data data-bin/multi30k.de-en --out runs/small/export
 
 Exported (cgc_fairseq/export.py), as torch.export ExportedPrograms with a dynamic batch size and lengths:
   OUT/encoder.pt2       src_tokens B x S (int64, left-padded, ending in EOS)
@@ -27,16 +26,19 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from script_utils import (Parser, ScriptError, arg, check_data_dir, check_split, command_line,  # noqa: E402
-                          load_checkpoint, log, main_guard, model_args, positive_int, versions, write_json)
+from datadir import layout
+
+from .checkpoint import arg, load_checkpoint, model_args
+from .cli import Parser, ScriptError, command_line, log, main_guard, positive_int, versions
+from .files import write_json
+from .rundir import check_data_dir, check_split
 
 FILES = ("encoder", "decoder", "decoder_step")
 DIFFS = ("encoder_out", "logits", "step_logits")
 
 
 def build_parser():
-    p = Parser.from_doc("export.py", __doc__)
+    p = Parser.from_doc("export", __doc__)
     p.add_argument("--checkpoint", required=True, help="a fairseq checkpoint of a cgc_lightconv arch")
     p.add_argument("--data", required=True, help="the data dir the model was trained on (dictionaries, the split)")
     p.add_argument("--out", required=True, help="output dir for the .pt2 files and export.json")
@@ -155,7 +157,8 @@ def main(argv=None):
         "dims": {name: {"min": int(dim.min), "max": int(dim.max) if isinstance(dim.max, int) else None}
                  for name, dim in d.items()},
         "example_shapes": EXAMPLE,
-        "dictionary": {"source": str((data / "dict.de.txt").resolve()), "target": str((data / "dict.en.txt").resolve()),
+        "dictionary": {"source": str(layout.dictionary_file(data, layout.SRC).resolve()),
+                       "target": str(layout.dictionary_file(data, layout.TGT).resolve()),
                        "source_size": len(src_dict), "target_size": V, "pad": tgt_dict.pad(), "eos": tgt_dict.eos(),
                        "bos": tgt_dict.bos(), "unk": tgt_dict.unk()},
         "limitations": ["float32 on CPU as exported (no autocast)", "no search: the caller writes the greedy or "
