@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import gc
 import json
-import logging
 import os
 import statistics
 import sys
@@ -161,8 +160,6 @@ def main(argv=None):
         raise ScriptError("--device cuda: torch sees no CUDA device")
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(args.threads)
-    for name in ("fairseq", "matplotlib"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
     start = time.time()
     out = Path(args.out)

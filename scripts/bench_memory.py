@@ -4,7 +4,6 @@ CPU: peak RSS; GPU: torch.cuda.max_memory_allocated."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import resource
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .bench_models import Bench, Data, model_config, sync
-from .cli import REPO, ScriptError, script_command, thread_env
+from .cli import REPO, ScriptError, quiet_logging, script_command, thread_env
 
 PROBE_STEPS = 2
 PROBE_TAG = "MEMORY_PROBE "  # the probe's result line: this tag, then JSON
@@ -71,7 +70,7 @@ def run_probe(args, size, model):
 if __name__ == "__main__":
     import torch
 
-    logging.getLogger("fairseq").setLevel(logging.WARNING)
+    quiet_logging()
     settings = SimpleNamespace(**json.loads(sys.argv[1]))
     torch.set_num_threads(settings.threads)
     probe(settings)

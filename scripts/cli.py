@@ -5,6 +5,7 @@ ran (command line, versions, CPU).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import shlex
@@ -44,10 +45,19 @@ def positive_int(text):
     return value
 
 
+def quiet_logging():
+    """Log warnings and errors only (the scripts print their own lines). Before fairseq is imported: its wav2vec2
+    module calls logging.basicConfig(level=DEBUG) on import, which then does nothing (else every library's DEBUG
+    lines, matplotlib's among them, would reach the console)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
 def main_guard(main):
-    """Run main(argv) -> exit code; ScriptError becomes one `error:` line, Ctrl-C a short note."""
+    """Run main(argv) -> exit code, with quiet_logging(); ScriptError becomes one `error:` line, Ctrl-C a short
+    note."""
 
     def wrapped(argv=None):
+        quiet_logging()
         try:
             return main(argv) or 0
         except ScriptError as e:
