@@ -1,4 +1,6 @@
 """The `cgc_lightconv` model: fairseq's LightConv model whose convolutions are context-gated, and its archs."""
+from contextlib import contextmanager
+
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.lightconv import LightConvEncoder, LightConvModel, lightconv_iwslt_de_en
 
@@ -22,6 +24,19 @@ def gate_layers(layers, conv_type, causal, config):
         layer.conv = GATED_CONV[conv_type].like(layer.conv, causal, config)
 
 
+@contextmanager
+def convs_see_padding(layers, padding_mask):
+    """Within the block, each layer's conv knows the source padding (B x T, or None), so that pads do not count in
+    its context."""
+    for layer in layers:
+        layer.conv.padding_mask = padding_mask
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.conv.padding_mask = None
+
+
 class CGCLightConvEncoder(LightConvEncoder):
     """LightConv encoder whose convs see the padding mask, so that pads do not count in the context."""
 
@@ -31,14 +46,8 @@ class CGCLightConvEncoder(LightConvEncoder):
 
     def forward(self, src_tokens, src_lengths=None):
         padding_mask = src_tokens.eq(self.padding_idx)
-        padding_mask = padding_mask if padding_mask.any() else None
-        for layer in self.layers:
-            layer.conv.padding_mask = padding_mask
-        try:
+        with convs_see_padding(self.layers, padding_mask if padding_mask.any() else None):
             return super().forward(src_tokens, src_lengths)
-        finally:
-            for layer in self.layers:
-                layer.conv.padding_mask = None
 
 
 @register_model("cgc_lightconv")
