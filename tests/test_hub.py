@@ -5,7 +5,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from text import tokenize_lines  # data-bin-prep/text.py
+from text import tokenize_lines  # data-bin-prep/text.py (pytest's pythonpath)
 
 from cgc_fairseq.hub import MosesLowercaseTokenizer, from_pretrained
 from datadir.moses import Tokenizer
