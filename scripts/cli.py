@@ -104,7 +104,7 @@ def run(cmd, *, stdout_path=None, append=False, echo=True, env=None, what=None, 
     if stdout_path is not None:
         Path(stdout_path).parent.mkdir(parents=True, exist_ok=True)
     try:
-        with atomic_path(stdout_path, enabled=not append) as path:
+        with atomic_path(stdout_path, enabled=not append, keep_failed=True) as path:  # a failed command's log stays
             with open(path if path is not None else os.devnull, "a" if append else "w") as out:
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env=full_env, bufsize=1, cwd=REPO)

@@ -16,21 +16,21 @@ Check: the first --sentences sentences of --split, batched as fairseq batches th
 first three), through the saved-and-reloaded programs and through the eager model (full pass, and fairseq's
 incremental decoding step by step through the reference); every max |diff| must be <= --tolerance, else nothing is
 written.
-Writes OUT/*.pt2 (as NAME.tmp.pt2, renamed after the check) and OUT/export.json last (versions, shapes, dims,
+Writes OUT/*.pt2 (as NAME.tmp.pt2, renamed after the check, removed when it fails) and OUT/export.json last (versions, shapes, dims,
 special token ids, the check's diffs per batch).
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from datadir import layout
 
 from .checkpoint import arg, load_checkpoint, model_args
 from .cli import Parser, ScriptError, command_line, log, main_guard, positive_int, versions
-from .files import write_json
+from .files import atomic_path, write_json
 from .rundir import check_data_dir, check_split
 
 FILES = ("encoder", "decoder", "decoder_step")
@@ -108,9 +108,8 @@ def main(argv=None):
     start = time.time()
     programs = export_model(model)
     export_seconds = time.time() - start
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = {name: out / f"{name}.tmp.pt2" for name in FILES}  # torch.export wants the .pt2 suffix
-    try:
+    with ExitStack() as stack:  # every file under its final name only when the check passes
+        tmp = {name: stack.enter_context(atomic_path(out / f"{name}.pt2")) for name in FILES}
         for name in FILES:
             torch.export.save(programs[name], tmp[name])
         loaded = {name: torch.export.load(tmp[name]).module() for name in FILES}  # check the files, not the memory
@@ -127,11 +126,6 @@ def main(argv=None):
         if max(worst.values()) > args.tolerance or not all(c["padding_mask_equal"] for c in checks):
             raise ScriptError(f"the exported model differs from the eager one: max |diff| "
                               f"{', '.join(f'{k} {v:.3g}' for k, v in worst.items())} (tolerance {args.tolerance:g})")
-        for name in FILES:
-            os.replace(tmp[name], out / f"{name}.pt2")
-    finally:
-        for path in tmp.values():
-            path.unlink(missing_ok=True)
 
     d = dims(model)
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary

@@ -11,17 +11,22 @@ from .cli import ScriptError
 
 
 @contextmanager
-def atomic_path(path, enabled=True):
+def atomic_path(path, enabled=True, keep_failed=False):
     """Yield a temporary name next to `path` (NAME.tmp, or STEM.tmp.SUFFIX where the suffix matters to the writer,
-    e.g. .png/.pt2); rename it onto `path` when the block succeeds. A failed block leaves the temporary file for
-    inspection. With path None, yield None; with enabled False, yield `path` itself."""
+    e.g. .png/.pt2); rename it onto `path` when the block succeeds, remove it when the block fails (keep_failed:
+    leave it for inspection). With path None, yield None; with enabled False, yield `path` itself."""
     if path is None or not enabled:
         yield path
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.tmp{path.suffix}" if path.suffix in (".png", ".pt2") else f"{path.name}.tmp")
-    yield tmp
+    try:
+        yield tmp
+    except BaseException:
+        if not keep_failed:
+            tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 
