@@ -12,13 +12,24 @@ shared by its channels, and mean(E) W_d1 == mean(E W_d1) since W_d1 is linear).
 
 Context sources, as pooling matrices over time (weights N x bins x T, so pool(x) = weights @ x):
   encoder: the whole sentence, non-pad positions only (N = 1);
-  decoder: causal, row t pools positions <= t only (N = T; in incremental decoding one row over the history).
+  decoder, "prefix": causal, row t pools the conv inputs at positions <= t only (N = T; in incremental decoding one
+    row over the history). The full pass computes the gate in chunks of positions and recomputes each chunk in the
+    backward pass (`causal_gate`), so no B x C x T x d tensor is kept;
+  decoder, "source": the encoder output of the sentence being translated, pooled as the encoder pools (N = 1).
+Control: context="static", G = sigmoid(a learned groups x K parameter), no input at all.
+
+Precision: the gate is computed in fp32 even under bf16 autocast (pooling sums, LayerNorm statistics, sigmoid: a
+bf16 sigmoid rounds to exactly 1 from logit ~5.5 on); only the gated convolution's product runs in bf16.
 """
+from contextlib import nullcontext
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 GATE_INIT_STD = 0.01  # decoders start near zero, so an untrained gate is ~ sigmoid(0) = 0.5 everywhere
+CHUNK_ELEMENTS = 1 << 22  # causal_gate: B x C x positions x d elements of one chunk (16 MiB in fp32)
 
 
 def bin_bounds(lengths, bins):
@@ -63,23 +74,34 @@ def pool(weights, x):
     N, shared, J, T = weights.shape
     B, C = x.shape[1:]
     weights = weights.to(x.dtype)
+    if shared == 1 and N == 1:  # one row (incremental step): (J x T) @ (T x B C) runs faster than the transpose
+        return torch.mm(weights.view(J, T), x.reshape(T, B * C)).t().view(B, C, 1, J)
     if shared == 1:  # decoder: the same weights for the whole batch, one (B C x T) @ (T x N J) product
         return torch.mm(x.reshape(T, B * C).t(), weights.view(N * J, T).t()).view(B, C, N, J)
     assert N == 1  # encoder: weights per sentence
     return torch.bmm(x.permute(1, 2, 0), weights[0].transpose(1, 2)).view(B, C, 1, J)
 
 
+def init_gate_decoder(linear, init_std):
+    """N(0, init_std) weights and a zero bias; init_std="pytorch" keeps nn.Linear's default (the authors' 2D code)."""
+    if init_std != "pytorch":
+        nn.init.normal_(linear.weight, std=init_std)
+        nn.init.zeros_(linear.bias)
+
+
 class ContextGate(nn.Module):
     """G = sigmoid(...) with the kernel's shape, from a pooled context.
 
     context="pool": the paper's design (module docstring). context="mean": ablation; one mean vector per
-    sentence/prefix through a small MLP (C -> d -> G*K).
+    sentence/prefix through a small MLP (C -> d -> G*K). context="static": the no-context control,
+    G = sigmoid(a learned groups x K parameter), the same for every input.
     gate="head": one gate per head (H x K, like LightConv's kernel); gate="channel": one per channel (C x K).
+    init_std: std of the gate decoders' initial weights (biases start at 0), or "pytorch" for nn.Linear's default.
     """
 
-    def __init__(self, channels, num_heads, kernel_size, context="pool", gate="head"):
+    def __init__(self, channels, num_heads, kernel_size, context="pool", gate="head", init_std=GATE_INIT_STD):
         super().__init__()
-        assert context in ("pool", "mean") and gate in ("head", "channel")
+        assert context in ("pool", "mean", "static") and gate in ("head", "channel")
         assert channels % num_heads == 0
         self.channels, self.num_heads, self.kernel_size = channels, num_heads, kernel_size
         self.context, self.gate = context, gate
@@ -87,6 +109,13 @@ class ContextGate(nn.Module):
         self.groups = num_heads if gate == "head" else channels  # gate rows
         d = kernel_size // 2 + 1
         R = channels // num_heads
+        if context == "static":
+            self.logits = nn.Parameter(torch.empty(self.groups, kernel_size))
+            if init_std == "pytorch":  # as the bias of a gate decoder d -> K
+                nn.init.uniform_(self.logits, -d**-0.5, d**-0.5)
+            else:
+                nn.init.normal_(self.logits, std=init_std)
+            return
         if context == "pool":
             self.encode = nn.Linear(kernel_size, d)  # context encoding, shared over channels
             self.encode_norm = nn.LayerNorm(d)
@@ -103,17 +132,45 @@ class ContextGate(nn.Module):
             self.decode_out = nn.Linear(d, self.groups * kernel_size)
             decoders = (self.decode_out,)
         for m in decoders:
-            nn.init.normal_(m.weight, std=GATE_INIT_STD)
-            nn.init.zeros_(m.bias)
+            init_gate_decoder(m, init_std)
+
+    def constant(self, batch):
+        """context="static": G, 1 x batch x groups x K."""
+        return torch.sigmoid(self.logits).expand(1, batch, self.groups, self.kernel_size)
 
     def forward(self, x, pooling):
         """x: T x B x C; pooling: N x B' x bins x T weights -> G: N x B x groups x K, in (0, 1)."""
+        return torch.sigmoid(self.logits_of(x, pooling))
+
+    def causal_gate(self, x):
+        """G of every prefix of x (row t pools x[:t + 1]): forward(x, causal_pooling(arange(T), bins, T)). Under
+        autograd it runs in chunks of positions, each seeing only the prefix it needs and recomputed in the backward
+        pass, so no B x C x positions x d intermediate is kept; without autograd (inference, torch.export) in one go.
+        """
+        T, B, C = x.shape
+        if not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))):
+            return self(x, causal_pooling(torch.arange(T, device=x.device), self.bins, T))
+        chunk = max(1, CHUNK_ELEMENTS // (B * C * (self.kernel_size // 2 + 1)))
+        logits = []
+        for start in range(0, T, chunk):
+            end = min(T, start + chunk)
+            pooling = causal_pooling(torch.arange(start, end, device=x.device), self.bins, end)
+            logits.append(checkpoint(self.logits_of, x[:end], pooling, use_reentrant=False))
+        return torch.sigmoid(torch.cat(logits))
+
+    def logits_of(self, x, pooling):
+        """The gate before the sigmoid, in fp32: N x B x groups x K."""
+        autocasting = torch.is_autocast_enabled(x.device.type)
+        with torch.autocast(x.device.type, enabled=False) if autocasting else nullcontext():
+            return self.fp32_logits(x.float(), pooling)
+
+    def fp32_logits(self, x, pooling):
         H, K = self.num_heads, self.kernel_size
         if self.context == "mean":
             mean = pool(pooling, x).squeeze(-1).transpose(1, 2)  # B x N x C
             B, N, _ = mean.shape
             hidden = F.relu(self.mean_hidden(mean))  # B x N x d
-            return torch.sigmoid(self.decode_out(hidden).view(B, N, self.groups, K)).transpose(0, 1)
+            return self.decode_out(hidden).view(B, N, self.groups, K).transpose(0, 1)
         # pool(x) W_e == pool(x) with the weights W_e pooling: a product over time, no B x C x N x K tensor
         encoded = pool(torch.matmul(self.encode.weight, pooling), x) + self.encode.bias  # B x C x N x d
         B, C, N, d = encoded.shape
@@ -127,7 +184,7 @@ class ContextGate(nn.Module):
         else:
             O = torch.matmul(self.interact, E_heads) + self.interact_bias  # channel interacting: B x H x R x N d
             logits = self.decode_in(E) + self.decode_out(O.view(B, C, N, d))
-        return torch.sigmoid(logits.permute(2, 0, 1, 3))  # gate decoding: N x B x (H|C) x K
+        return logits.permute(2, 0, 1, 3)  # gate decoding: N x B x (H|C) x K
 
     def extra_repr(self):
         return f"context={self.context}, gate={self.gate}, bins={self.bins}"

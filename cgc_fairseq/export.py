@@ -31,8 +31,7 @@ import torch.nn as nn
 from fairseq import utils
 from fairseq.modules import SinusoidalPositionalEmbedding
 
-from .gated_conv import ContextGatedConv
-from .models import convs_see_padding
+from .gated_conv import ContextGatedConv, conv_inputs
 
 # example sizes (steps: the earlier steps of a decoder step), >= 2 since export specialises sizes 0 and 1
 EXAMPLE = {"batch": 2, "src_len": 13, "tgt_len": 11, "steps": 5}
@@ -96,7 +95,7 @@ class ExportableEncoder(nn.Module):
             x = x + positions(e.embed_positions, src_tokens)
         x = e.dropout_module(x).transpose(0, 1)  # T x B x C
         padding_mask = src_tokens.eq(e.padding_idx)
-        with convs_see_padding(e.layers, padding_mask):
+        with conv_inputs(e.layers, padding_mask=padding_mask):
             for layer in e.layers:
                 x = layer(x, padding_mask)
         if e.layer_norm is not None:
@@ -116,8 +115,9 @@ class ExportableDecoder(nn.Module):
         d = self.decoder
         pos = positions(d.embed_positions, prev_output_tokens) if d.embed_positions is not None else None
         x = decoder_input(d, prev_output_tokens, pos)
-        for layer in d.layers:
-            x, _ = layer(x, encoder_out, encoder_padding_mask, None)
+        with conv_inputs(d.layers, source=(encoder_out, encoder_padding_mask)):
+            for layer in d.layers:
+                x, _ = layer(x, encoder_out, encoder_padding_mask, None)
         return decoder_output(d, x)
 
 
@@ -130,7 +130,8 @@ class ExportableDecoderStep(nn.Module):
     The history is the whole state of a context-gated conv: the gate pools it, and the conv's buffer is its last K - 1
     rows (zero rows before the first token: the taps that see them add 0). Beam search reorders the histories (and
     encoder_out, encoder_padding_mask) along dim 1 (dim 0 for the mask). Encoder attention's keys and values are
-    recomputed from encoder_out at every step (eager decoding keeps them in the state)."""
+    recomputed from encoder_out at every step (eager decoding keeps them in the state), and so is the gate of a
+    "source" decoder context (eager decoding computes it once per sentence)."""
 
     def __init__(self, decoder):
         super().__init__()
@@ -155,7 +156,8 @@ class ExportableDecoderStep(nn.Module):
             inputs: List[torch.Tensor] = []  # this step's conv input (an ungated conv keeps no history of its own)
             hook = conv.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
             try:
-                x, _ = layer(x, encoder_out, encoder_padding_mask, state)
+                with conv_inputs([layer], source=(encoder_out, encoder_padding_mask)):
+                    x, _ = layer(x, encoder_out, encoder_padding_mask, state)
             finally:
                 hook.remove()
             new_histories.append(torch.cat([history, inputs[0]], dim=0))

@@ -2,26 +2,48 @@
 
   LightConv:   W  = softmax(W_h)               H x K, one kernel per head, shared by all positions
   DynamicConv: W  = softmax(Linear(x_t))_h     T x H x K, predicted per position
-  CGC:         W' = W (.) G,  G = ContextGate(context(x)),  optionally renormalised over K (--cgc-renorm)
+  CGC:         W' = W (.) G,  G = ContextGate(context),  optionally renormalised over K (--cgc-renorm)
+
+The context: the encoder's conv input (whole sentence); the decoder's conv input up to each position ("prefix") or
+the encoder output of the sentence being translated ("source", one gate per sentence); none for context="static".
 
 The full pass turns the (per position) kernels into band matrices and does one bmm, as fairseq's
 _forward_expanded does; incremental decoding convolves the last K inputs kept in the incremental state.
 With the gate switched off the result equals fairseq's LightweightConv1dTBC / DynamicConv1dTBC.
 """
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Optional, Union
 
 import torch
 from fairseq import utils
 from fairseq.modules import DynamicConv1dTBC, LightweightConv1dTBC
 
-from .context_gate import ContextGate, causal_pooling, sentence_pooling
+from .context_gate import GATE_INIT_STD, ContextGate, causal_pooling, sentence_pooling
 
 
 @dataclass
 class GateConfig:
-    context: str = "pool"  # "pool" (paper) or "mean" (ablation)
+    context: str = "pool"  # "pool" (paper), "mean" (ablation) or "static" (no context: the control)
     gate: str = "head"  # "head" (H x K) or "channel" (C x K)
     renorm: bool = False  # renormalise W' over the kernel positions
+    init_std: Union[float, str] = GATE_INIT_STD  # the gate decoders' initial weights, or "pytorch"
+    decoder_context: str = "prefix"  # decoder: "prefix" (causal, per position) or "source" (encoder output)
+    source_channels: Optional[int] = None  # decoder_context="source": the encoder output's channels
+
+
+@contextmanager
+def conv_inputs(layers, **inputs):
+    """Give each layer's conv the extra inputs of one forward pass (padding_mask, source), then take them back."""
+    for layer in layers:
+        for name, value in inputs.items():
+            setattr(layer.conv, name, value)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            for name in inputs:
+                setattr(layer.conv, name, None)
 
 
 def band_conv(x, kernel, padding_l):
@@ -47,12 +69,15 @@ class ContextGatedConv:
     def init_context_gate(self, causal, gate_config):
         self.causal = causal  # decoder: the context of step t uses positions <= t only
         self.renorm = gate_config is not None and gate_config.renorm
-        self.context_gate = (
-            ContextGate(self.input_size, self.num_heads, self.kernel_size, gate_config.context, gate_config.gate)
-            if gate_config is not None
-            else None
-        )
+        # where the context comes from: "sentence" (encoder), "prefix" or "source" (decoder)
+        self.context_source = "sentence" if not causal else getattr(gate_config, "decoder_context", None)
+        self.context_gate = None
+        if gate_config is not None:
+            channels = gate_config.source_channels if self.context_source == "source" else self.input_size
+            self.context_gate = ContextGate(channels, self.num_heads, self.kernel_size, gate_config.context,
+                                            gate_config.gate, gate_config.init_std)
         self.padding_mask = None  # encoder: B x T, set by the encoder for the length of a forward pass
+        self.source = None  # decoder, "source" context: (encoder_out S x B x C, its padding mask B x S or None)
         self.record_gates = False  # keep the last gate in `last_gate` (for plots)
         self.last_gate = None
 
@@ -75,7 +100,7 @@ class ContextGatedConv:
         T, B, C = x.shape
         kernel = self.base_kernel(x)  # N x B' x H x K (N, B' = 1 when shared)
         if self.context_gate is not None:
-            gate = self.context_gate(*self.context(x, incremental_state))  # N x B x (H|C) x K
+            gate = self.gate(x, incremental_state)  # N x B x (H|C) x K
             if self.record_gates:
                 self.last_gate = gate.detach()
             if gate.size(2) != kernel.size(2):  # per-channel gate: every channel gets its own kernel
@@ -94,18 +119,37 @@ class ContextGatedConv:
             out = out + self.conv_bias.view(1, 1, -1)
         return out
 
-    def context(self, x, incremental_state):
-        """(inputs, pooling weights) of the context: N = 1 row for the encoder, one row per decoder position."""
-        bins = self.context_gate.bins
-        if not self.causal:
-            return x, sentence_pooling(x, self.padding_mask, bins)
-        if incremental_state is not None:  # pool the history of inputs, kept in the incremental state
-            history = utils.get_incremental_state(self, incremental_state, "context_history")
-            x = x if history is None else torch.cat([history, x], dim=0)
-            utils.set_incremental_state(self, incremental_state, "context_history", x)
-            step = torch.full((1,), x.size(0) - 1, dtype=torch.long, device=x.device)
-            return x, causal_pooling(step, bins, x.size(0))
-        return x, causal_pooling(torch.arange(x.size(0), device=x.device), bins, x.size(0))
+    def gate(self, x, incremental_state):
+        """G: N x B x (H|C) x K; N = T for the decoder's "prefix" context in a full pass, else 1."""
+        gate = self.context_gate
+        if gate.context == "static":
+            return gate.constant(x.size(1))
+        if self.context_source == "sentence":
+            return gate(x, sentence_pooling(x, self.padding_mask, gate.bins))
+        if self.context_source == "source":
+            return self.source_gate(incremental_state)
+        if incremental_state is None:
+            return gate.causal_gate(x)
+        # incremental "prefix": pool the history of inputs, kept in the incremental state
+        history = utils.get_incremental_state(self, incremental_state, "context_history")
+        x = x if history is None else torch.cat([history, x], dim=0)
+        utils.set_incremental_state(self, incremental_state, "context_history", x)
+        step = torch.full((1,), x.size(0) - 1, dtype=torch.long, device=x.device)
+        return gate(x, causal_pooling(step, gate.bins, x.size(0)))
+
+    def source_gate(self, incremental_state):
+        """The "source" context's gate, 1 x B x (H|C) x K: once per sentence (kept in the incremental state)."""
+        if incremental_state is not None:
+            cached = utils.get_incremental_state(self, incremental_state, "source_gate")
+            if cached is not None:
+                return cached
+        if self.source is None:
+            raise ValueError("a decoder conv with --cgc-decoder-context source needs the encoder output")
+        encoder_out, padding_mask = self.source
+        gate = self.context_gate(encoder_out, sentence_pooling(encoder_out, padding_mask, self.context_gate.bins))
+        if incremental_state is not None:
+            utils.set_incremental_state(self, incremental_state, "source_gate", gate)
+        return gate
 
     def _step(self, x, kernel, incremental_state):
         """One decoding step: x 1 x B x C, kernel (B*G) x 1 x K, over the last K inputs."""
@@ -121,9 +165,10 @@ class ContextGatedConv:
 
     def reorder_incremental_state(self, incremental_state, new_order):
         super().reorder_incremental_state(incremental_state, new_order)
-        history = utils.get_incremental_state(self, incremental_state, "context_history")
-        if history is not None:
-            utils.set_incremental_state(self, incremental_state, "context_history", history.index_select(1, new_order))
+        for key in ("context_history", "source_gate"):  # both have the batch in dim 1
+            value = utils.get_incremental_state(self, incremental_state, key)
+            if value is not None:
+                utils.set_incremental_state(self, incremental_state, key, value.index_select(1, new_order))
 
 
 class GatedLightweightConv1dTBC(ContextGatedConv, LightweightConv1dTBC):
@@ -154,4 +199,4 @@ class GatedDynamicConv1dTBC(ContextGatedConv, DynamicConv1dTBC):
     def base_kernel(self, x):
         T, B, _ = x.shape
         weight = self.weight_linear(x).view(T, B, self.num_heads, self.kernel_size)
-        return torch.softmax(weight, dim=-1) if self.weight_softmax else weight
+        return torch.softmax(weight.float(), dim=-1) if self.weight_softmax else weight  # fp32 under autocast

@@ -1,40 +1,53 @@
 """The `cgc_lightconv` model: fairseq's LightConv model whose convolutions are context-gated, and its archs."""
-from contextlib import contextmanager
+import argparse
+import math
 
 from fairseq.models import register_model, register_model_architecture
-from fairseq.models.lightconv import LightConvEncoder, LightConvModel, lightconv_iwslt_de_en
+from fairseq.models.lightconv import LightConvDecoder, LightConvEncoder, LightConvModel, lightconv_iwslt_de_en
 
-from .gated_conv import GateConfig, GatedDynamicConv1dTBC, GatedLightweightConv1dTBC
+from .context_gate import GATE_INIT_STD
+from .gated_conv import GateConfig, GatedDynamicConv1dTBC, GatedLightweightConv1dTBC, conv_inputs
 
-# The --cgc-* options' defaults: the command line's, and those of an args namespace that lacks them
-CGC_DEFAULTS = {"cgc_context": "pool", "cgc_gate": "head", "cgc_renorm": False, "cgc_where": "both", "no_cgc": False}
+# The --cgc-* options' defaults: the command line's, and those of an args namespace that lacks them (old checkpoints)
+CGC_DEFAULTS = {"cgc_context": "pool", "cgc_gate": "head", "cgc_renorm": False, "cgc_where": "both", "no_cgc": False,
+                "cgc_decoder_context": "prefix", "cgc_init_std": GATE_INIT_STD}
 GATED_CONV = {"lightweight": GatedLightweightConv1dTBC, "dynamic": GatedDynamicConv1dTBC}
+
+
+def init_std(value):
+    """--cgc-init-std: a positive, finite standard deviation or "pytorch"."""
+    if value == "pytorch":
+        return value
+    try:
+        std = float(value)
+    except ValueError:
+        std = math.nan
+    if not (math.isfinite(std) and std > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'pytorch', got {value!r}")
+    return std
 
 
 def gate_config(args, side):
     """The gate for one side ("encoder"/"decoder"), or None when --no-cgc / --cgc-where leaves it ungated."""
     if args.no_cgc or args.cgc_where not in (side, "both"):
         return None
-    return GateConfig(context=args.cgc_context, gate=args.cgc_gate, renorm=args.cgc_renorm)
+    config = GateConfig(context=args.cgc_context, gate=args.cgc_gate, renorm=args.cgc_renorm,
+                        init_std=args.cgc_init_std, decoder_context=args.cgc_decoder_context,
+                        source_channels=args.encoder_embed_dim)
+    if side == "decoder" and config.decoder_context == "source" and config.context != "static":
+        if args.encoder_embed_dim % args.decoder_attention_heads:
+            raise ValueError(f"--cgc-decoder-context source: the encoder's {args.encoder_embed_dim} channels do not "
+                             f"split into the decoder's {args.decoder_attention_heads} heads")
+        if config.gate == "channel" and args.encoder_embed_dim != args.decoder_conv_dim:
+            raise ValueError(f"--cgc-decoder-context source with --cgc-gate channel needs --encoder-embed-dim "
+                             f"({args.encoder_embed_dim}) == --decoder-conv-dim ({args.decoder_conv_dim})")
+    return config
 
 
 def gate_layers(layers, conv_type, causal, config):
     """Swap each layer's fairseq conv for our conv of the same shape (gated unless config is None)."""
     for layer in layers:
         layer.conv = GATED_CONV[conv_type].like(layer.conv, causal, config)
-
-
-@contextmanager
-def convs_see_padding(layers, padding_mask):
-    """Within the block, each layer's conv knows the source padding (B x T, or None), so that pads do not count in
-    its context."""
-    for layer in layers:
-        layer.conv.padding_mask = padding_mask
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.conv.padding_mask = None
 
 
 class CGCLightConvEncoder(LightConvEncoder):
@@ -46,8 +59,20 @@ class CGCLightConvEncoder(LightConvEncoder):
 
     def forward(self, src_tokens, src_lengths=None):
         padding_mask = src_tokens.eq(self.padding_idx)
-        with convs_see_padding(self.layers, padding_mask if padding_mask.any() else None):
+        with conv_inputs(self.layers, padding_mask=padding_mask if padding_mask.any() else None):
             return super().forward(src_tokens, src_lengths)
+
+
+class CGCLightConvDecoder(LightConvDecoder):
+    """LightConv decoder that hands its convs the encoder output (for --cgc-decoder-context source)."""
+
+    def forward(self, prev_output_tokens, encoder_out=None, incremental_state=None, src_lengths=None):
+        source = None
+        if encoder_out is not None and encoder_out["encoder_out"]:
+            padding_mask = encoder_out.get("encoder_padding_mask") or [None]
+            source = (encoder_out["encoder_out"][0], padding_mask[0])
+        with conv_inputs(self.layers, source=source):
+            return super().forward(prev_output_tokens, encoder_out, incremental_state, src_lengths)
 
 
 @register_model("cgc_lightconv")
@@ -58,9 +83,19 @@ class CGCLightConvModel(LightConvModel):
     def add_args(parser):
         LightConvModel.add_args(parser)
         group = parser.add_argument_group("Context-Gated Convolution")
-        group.add_argument("--cgc-context", choices=["pool", "mean"], default=CGC_DEFAULTS["cgc_context"],
-                           help="gate context: 'pool' pools the conv input to K bins over time (the paper); "
-                                "'mean' uses one mean vector and a small MLP (ablation)")
+        group.add_argument("--cgc-context", choices=["pool", "mean", "static"], default=CGC_DEFAULTS["cgc_context"],
+                           help="gate context: 'pool' pools the context to K bins over time (the paper); "
+                                "'mean' uses one mean vector and a small MLP (ablation); 'static' uses no context "
+                                "at all, G = sigmoid(a learned H x K parameter) (the control)")
+        group.add_argument("--cgc-decoder-context", choices=["prefix", "source"],
+                           default=CGC_DEFAULTS["cgc_decoder_context"],
+                           help="the decoder gate's context: 'prefix' pools the conv input at positions <= t "
+                                "(causal, one gate per position); 'source' pools the encoder output of the sentence "
+                                "being translated (one gate per sentence and layer)")
+        group.add_argument("--cgc-init-std", type=init_std, default=CGC_DEFAULTS["cgc_init_std"], metavar="STD",
+                           help="std of the gate decoders' initial weights (biases start at 0; small values start "
+                                "every gate near 0.5 with little input dependence), or 'pytorch' for nn.Linear's "
+                                "default initialisation (as the authors' 2D code)")
         group.add_argument("--cgc-gate", choices=["head", "channel"], default=CGC_DEFAULTS["cgc_gate"],
                            help="gate shape: one H x K gate shared by the channels of a head, "
                                 "or one C x K gate (a kernel per channel)")
@@ -77,8 +112,10 @@ class CGCLightConvModel(LightConvModel):
             setattr(args, name, getattr(args, name, default))
         base = LightConvModel.build_model(args, task)  # embeddings (shared or not), fairseq's decoder
         encoder = CGCLightConvEncoder(args, task.source_dictionary, base.encoder.embed_tokens)
-        gate_layers(base.decoder.layers, args.decoder_conv_type, causal=True, config=gate_config(args, "decoder"))
-        return cls(encoder, base.decoder)
+        decoder = base.decoder
+        decoder.__class__ = CGCLightConvDecoder  # adopt fairseq's decoder: same modules, parameters and random draws
+        gate_layers(decoder.layers, args.decoder_conv_type, causal=True, config=gate_config(args, "decoder"))
+        return cls(encoder, decoder)
 
 
 def set_conv_type(args, conv_type):

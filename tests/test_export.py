@@ -16,7 +16,10 @@ TOL = 1e-5  # measured max |exported - eager|: 0.0 for all three (the graphs run
 DIFFS = ("encoder_out", "logits", "step_logits")
 ONE_LAYER = [*TINY, *"--encoder-layers 1 --decoder-layers 1 --encoder-kernel-size-list [7] "
                      "--decoder-kernel-size-list [7]".split()]  # later flags win: a cheaper export
-VARIANTS = {"cgc_lightconv_small": TINY, "cgc_dynamicconv_small": ONE_LAYER}  # 2 layers (kernels 3, 7); 1 (7)
+# id: (arch, options); 2 layers (kernels 3, 7) or 1 (7); the decoder's "source" context reads the encoder output
+VARIANTS = {"cgc_lightconv_small": ("cgc_lightconv_small", TINY),
+            "cgc_dynamicconv_small": ("cgc_dynamicconv_small", ONE_LAYER),
+            "cgc_lightconv_small source": ("cgc_lightconv_small", [*ONE_LAYER, "--cgc-decoder-context", "source"])}
 # (batch, source words, target length): none is the example's (2, 13, 11; 5 earlier steps); batch 1, lengths 1 and
 # lengths below the kernel width 7 (where fairseq's conv branches on T), padding in every batch of several sentences;
 # a beam search's reordering (drop, duplicate) of the hypotheses before step 3 where the batch has 4 sentences
@@ -44,7 +47,8 @@ def batch(vocab, size, words, tgt_len, seed):
 
 @pytest.fixture(scope="module", params=VARIANTS)
 def exported(request):
-    model = build(request.param, *VARIANTS[request.param]).eval()
+    arch, options = VARIANTS[request.param]
+    model = build(arch, *options).eval()
     randomize_gates(model)
     return request.param, model, {name: reload(program) for name, program in export_model(model).items()}
 
@@ -68,8 +72,8 @@ def test_exported_equals_eager_at_other_sizes(exported, capsys):
 
 def test_the_comparison_sees_a_different_model(exported):
     """Negative control: the same programs against an eager model with other gate weights differ."""
-    arch, model, programs = exported
-    other = build(arch, *VARIANTS[arch]).eval()
+    variant, model, programs = exported
+    other = build(*VARIANTS[variant][:1], *VARIANTS[variant][1]).eval()
     randomize_gates(other, seed=2)
     src, prev = batch(model.encoder.dictionary, 3, 8, 9, seed=1)
     diff = compare(other, programs, src, prev)

@@ -45,8 +45,7 @@ def test_gate_of_ones_equals_fairseq(cls, causal, monkeypatch):
     """The gated code path (context, gate, W (.) G) with G forced to 1 must reduce to fairseq's conv."""
     torch.manual_seed(0)
     ref, ours = pair(cls, causal, kernel_size=5, gate_config=GateConfig())
-    gate = ours.context_gate
-    monkeypatch.setattr(gate, "forward", lambda x, pooling: torch.ones(pooling.size(0), x.size(1), 4, 5))
+    monkeypatch.setattr(ours, "gate", lambda x, incremental_state: torch.ones(1, x.size(1), 4, 5))
     x = torch.randn(9, 2, 16)
     assert torch.equal(ours(x), ref(x))
     monkeypatch.undo()

@@ -15,7 +15,12 @@ ARCH_CONV = {
     "dynamicconv_small": DynamicConv_scripatable,  # what fairseq's lightconv model builds on CPU
 }
 VARIANTS = ["cgc_lightconv_small", "cgc_dynamicconv_small"]
-GATES = [[], ["--cgc-gate", "channel"], ["--cgc-context", "mean"], ["--cgc-renorm"]]
+# every combination of the decoder's context, the context and the gate shape, and renormalisation once
+GATES = [[*(["--cgc-decoder-context", source] if source != "prefix" else []),
+          *(["--cgc-context", context] if context != "pool" else []),
+          *(["--cgc-gate", gate] if gate != "head" else [])]
+         for source in ("prefix", "source") for context in ("pool", "mean", "static") for gate in ("head", "channel")]
+GATES.append(["--cgc-renorm"])
 
 
 @pytest.fixture(params=[(arch, gate) for arch in VARIANTS for gate in GATES],
@@ -65,8 +70,9 @@ def test_where_and_no_cgc_choose_the_gated_side():
 
 
 @pytest.mark.parametrize("arch", VARIANTS)
-def test_gradients_reach_every_gate_parameter(arch):
-    model = build(arch, *TINY)  # default (untrained) initialisation, as training starts
+@pytest.mark.parametrize("gate", [[], ["--cgc-decoder-context", "source"], ["--cgc-context", "static"]], ids=str)
+def test_gradients_reach_every_gate_parameter(arch, gate):
+    model = build(arch, *TINY, *gate)  # default (untrained) initialisation, as training starts
     model.train()
     vocab = model.encoder.dictionary
     src, src_lengths = tokens(vocab, 4, 9, seed=1)

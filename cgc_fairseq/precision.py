@@ -1,0 +1,71 @@
+"""The `translation_autocast` task: fairseq's translation task whose forward passes can run under bf16 autocast.
+
+    fairseq-train DATA --user-dir cgc_fairseq --task translation_autocast --precision bf16 --cpu ...
+    fairseq-generate DATA --user-dir cgc_fairseq --task translation_autocast --precision bf16 ...
+
+fairseq's own --bf16 does not serve on CPU (with --cpu it takes the XLA device path) and casts the weights;
+here the weights and the optimizer state stay fp32 and only the forward passes (training loss, validation,
+generation) run under torch.autocast on the model's device: matrix products in bf16 (AMX on these CPUs), while
+what is numerically delicate stays fp32 (fairseq's softmax over the vocabulary and the loss, the kernel softmax,
+the context gate: cgc_fairseq/context_gate.py). It works for any model, fairseq's own lightconv archs included;
+backward runs outside autocast, in the dtypes the forward chose.
+"""
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from fairseq.dataclass import ChoiceEnum
+from fairseq.tasks import register_task
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+
+PRECISIONS = ["fp32", "bf16"]
+
+
+def autocast(precision, device):
+    """The context a forward pass runs in: torch.autocast to bf16 on `device`, or nothing for fp32."""
+    if precision == "fp32":
+        return nullcontext()
+    if precision != "bf16":
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+class AutocastCall:
+    """A callable (a criterion) whose calls run under autocast."""
+
+    def __init__(self, fn, precision, device):
+        self.fn, self.precision, self.device = fn, precision, device
+
+    def __call__(self, *args, **kwargs):
+        with autocast(self.precision, self.device):
+            return self.fn(*args, **kwargs)
+
+
+def device_of(model):
+    return next(model.parameters()).device
+
+
+@dataclass
+class AutocastTranslationConfig(TranslationConfig):
+    precision: ChoiceEnum(PRECISIONS) = field(
+        default="fp32",
+        metadata={"help": "compute precision of the forward passes: bf16 runs them under torch.autocast "
+                          "(fp32 weights and optimizer state; softmax, loss and context gate in fp32)"},
+    )
+
+
+@register_task("translation_autocast", dataclass=AutocastTranslationConfig)
+class AutocastTranslationTask(TranslationTask):
+    """fairseq's translation task with --precision for training, validation and generation."""
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        criterion = AutocastCall(criterion, self.cfg.precision, device_of(model))  # forward only, not backward
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+
+    def valid_step(self, sample, model, criterion):
+        with autocast(self.cfg.precision, device_of(model)):
+            return super().valid_step(sample, model, criterion)
+
+    def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
+        with autocast(self.cfg.precision, device_of(models[0])):
+            return super().inference_step(generator, models, sample, prefix_tokens, constraints)

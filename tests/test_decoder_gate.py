@@ -1,0 +1,146 @@
+"""The decoder gate's variants: the lean prefix path, the source context, the static control, the init, and
+checkpoints saved before these options existed."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+from fairseq.models import ARCH_MODEL_REGISTRY
+from fairseq.sequence_generator import SequenceGenerator
+
+from cgc_fairseq import context_gate
+from cgc_fairseq.context_gate import ContextGate, causal_pooling
+from tests.helpers import REPO, TINY, build, dictionary, gates, parse, randomize_gates, tokens
+
+VARIANTS = ["cgc_lightconv_small", "cgc_dynamicconv_small"]
+
+
+def randomized(gate, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in gate.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return gate
+
+
+@pytest.mark.parametrize("gate_shape", ["head", "channel"])
+@pytest.mark.parametrize("context", ["pool", "mean"])
+@pytest.mark.parametrize("T", [3, 20])  # shorter and longer than the kernel
+def test_lean_prefix_gate_equals_the_full_causal_pooling(gate_shape, context, T, monkeypatch):
+    """causal_gate (chunks, recomputed in backward) == forward over the T x bins x T causal pooling matrix."""
+    monkeypatch.setattr(context_gate, "CHUNK_ELEMENTS", 2 * 3 * 16 * 4 * 2)  # a few positions per chunk
+    gate = randomized(ContextGate(16, 4, 7, context=context, gate=gate_shape))
+    x = torch.randn(T, 3, 16, requires_grad=True)
+    weights = torch.randn(T, 3, gate.groups, 7)  # a random function of the gate, for gradients
+    lean = gate.causal_gate(x)
+    lean_grads = torch.autograd.grad((lean * weights).sum(), [x, *gate.parameters()])
+    reference = gate(x, causal_pooling(torch.arange(T), gate.bins, T))
+    reference_grads = torch.autograd.grad((reference * weights).sum(), [x, *gate.parameters()])
+    torch.testing.assert_close(lean, reference, rtol=0, atol=1e-6)
+    for a, b in zip(lean_grads, reference_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def decoder_gates(model, src, lengths, prev):
+    """The decoder convs' gates of one full pass, N x B x groups x K each."""
+    convs = [layer.conv for layer in model.decoder.layers]
+    for conv in convs:
+        conv.record_gates = True
+    with torch.no_grad():
+        model(src, lengths, prev)
+    return [conv.last_gate for conv in convs]
+
+
+@pytest.mark.parametrize("arch", VARIANTS)
+def test_source_context_is_one_gate_per_sentence_from_the_encoder_output(arch):
+    model = build(arch, *TINY, "--cgc-decoder-context", "source").eval()
+    randomize_gates(model)
+    vocab = model.encoder.dictionary
+    src, lengths = tokens(vocab, 3, 8, seed=3)
+    prev, _ = tokens(vocab, 3, 6, seed=4, left_pad=False)
+    base = decoder_gates(model, src, lengths, prev)
+    assert all(g.shape[:2] == (1, 3) for g in base)  # the same gate at every target position
+    other = prev.clone()
+    other[:, 1:] = vocab.nspecial + (other[:, 1:] - vocab.nspecial + 1) % (len(vocab) - vocab.nspecial)
+    assert all(torch.equal(a, b) for a, b in zip(base, decoder_gates(model, src, lengths, other)))  # target: no
+    changed = src.clone()
+    changed[0, -2] = vocab.nspecial + (changed[0, -2] - vocab.nspecial + 1) % (len(vocab) - vocab.nspecial)
+    moved = decoder_gates(model, changed, lengths, prev)
+    assert all(not torch.allclose(a[:, 0], b[:, 0]) for a, b in zip(base, moved))  # the source: yes
+    assert all(torch.equal(a[:, 1:], b[:, 1:]) for a, b in zip(base, moved))  # and only its own sentence's
+
+
+@pytest.mark.parametrize("arch", VARIANTS)
+def test_source_context_ignores_extra_left_padding_of_the_source(arch):
+    model = build(arch, *TINY, "--cgc-decoder-context", "source").eval()
+    randomize_gates(model)
+    vocab = model.encoder.dictionary
+    src, lengths = tokens(vocab, 3, 8, seed=3)
+    prev, _ = tokens(vocab, 3, 6, seed=4, left_pad=False)
+    n = lengths[1].item()
+    assert src[1, 0] == vocab.pad()
+    with torch.no_grad():
+        batched = model(src, lengths, prev)[0][1]
+        alone = model(src[1:2, -n:], lengths[1:2], prev[1:2])[0][0]
+    assert (batched - alone).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("arch", VARIANTS)
+def test_static_control_has_no_context_and_one_gate_for_every_input(arch):
+    model = build(arch, *TINY, "--cgc-context", "static").eval()
+    randomize_gates(model)
+    assert gates(model) and all(name == "logits" for g in gates(model) for name, _ in g.named_parameters())
+    assert all(not list(g.children()) for g in gates(model))
+    vocab = model.encoder.dictionary
+    first = decoder_gates(model, *tokens(vocab, 2, 8, seed=1), tokens(vocab, 2, 6, seed=2, left_pad=False)[0])
+    second = decoder_gates(model, *tokens(vocab, 2, 5, seed=3), tokens(vocab, 2, 9, seed=4, left_pad=False)[0])
+    assert all(torch.equal(a, b) and torch.equal(a[:, 0], a[:, 1]) for a, b in zip(first, second))
+    static, ungated = (sum(p.numel() for p in build(arch, *TINY, *o).parameters())
+                       for o in (["--cgc-context", "static"], ["--no-cgc"]))
+    assert static - ungated == sum(g.logits.numel() for g in gates(model))
+
+
+def gate_decoder_weights(model):
+    return torch.cat([m.weight.flatten() for g in gates(model) for m in (g.decode_in, g.decode_out)])
+
+
+def test_init_std_sets_the_gate_decoders_initial_weights():
+    default = gate_decoder_weights(build("cgc_lightconv_small", *TINY))
+    wide = gate_decoder_weights(build("cgc_lightconv_small", *TINY, "--cgc-init-std", "0.3"))
+    assert 0.007 < default.std() < 0.013 and 0.21 < wide.std() < 0.39
+    for gate in gates(build("cgc_lightconv_small", *TINY, "--cgc-init-std", "pytorch")):
+        bound = (gate.kernel_size // 2 + 1) ** -0.5  # nn.Linear(d, K): U(-1/sqrt(d), 1/sqrt(d))
+        for m in (gate.decode_in, gate.decode_out):
+            assert m.weight.abs().max() <= bound and m.weight.std() > bound / 3 and m.bias.abs().max() > 0
+
+
+@pytest.mark.parametrize("value", ["0", "-0.1", "nan", "inf", "wide"])
+def test_init_std_refuses_a_bad_value(value, capsys):
+    with pytest.raises(SystemExit):
+        parse("cgc_lightconv_small", "--cgc-init-std", value)
+    assert "--cgc-init-std" in capsys.readouterr().err
+
+
+def test_source_context_with_a_channel_gate_needs_matching_widths():
+    with pytest.raises(ValueError, match="--decoder-conv-dim"):
+        build("cgc_lightconv_small", *TINY, "--cgc-decoder-context", "source", "--cgc-gate", "channel",
+              "--decoder-conv-dim", "32")
+
+
+@pytest.mark.parametrize("arch", VARIANTS)
+def test_checkpoint_from_before_these_options_translates_as_before(arch):
+    """tests/fixtures/main_b6de80d.pt: tiny models saved by main at b6de80d (args without the new options), with
+    their outputs and beam-search hypotheses."""
+    saved = torch.load(REPO / "tests/fixtures/main_b6de80d.pt", weights_only=False)[arch]
+    assert not hasattr(saved["args"], "cgc_decoder_context")
+    vocab = dictionary()
+    task = SimpleNamespace(source_dictionary=vocab, target_dictionary=vocab)
+    model = ARCH_MODEL_REGISTRY[arch].build_model(saved["args"], task)
+    model.load_state_dict(saved["model"])  # strict: the same parameters
+    model.eval()
+    sample = {"net_input": {"src_tokens": saved["src_tokens"], "src_lengths": saved["src_lengths"]}}
+    with torch.no_grad():
+        logits = model(saved["src_tokens"], saved["src_lengths"], saved["prev_output_tokens"])[0]
+        hypotheses = SequenceGenerator([model], vocab, beam_size=4, max_len_b=12).forward(sample)
+    torch.testing.assert_close(logits, saved["logits"], rtol=0, atol=1e-5)
+    assert [[h["tokens"].tolist() for h in sentence] for sentence in hypotheses] == [
+        [h.tolist() for h in sentence] for sentence in saved["hypotheses"]]
