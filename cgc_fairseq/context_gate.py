@@ -13,8 +13,8 @@ shared by its channels, and mean(E) W_d1 == mean(E W_d1) since W_d1 is linear).
 Context sources, as pooling matrices over time (weights N x bins x T, so pool(x) = weights @ x):
   encoder: the whole sentence, non-pad positions only (N = 1);
   decoder, "prefix": causal, row t pools the conv inputs at positions <= t only (N = T; in incremental decoding one
-    row over the history). The full pass computes the gate in chunks of positions and recomputes each chunk in the
-    backward pass (`causal_gate`), so no B x C x T x d tensor is kept;
+    row over the history). A training step keeps no B x C x T x d tensor for the backward pass: the fused kernel
+    (fused_gate.py) never holds one, and the PyTorch ops run in chunks recomputed in the backward (`causal_gate`);
   decoder, "source": the encoder output of the sentence being translated, pooled as the encoder pools (N = 1).
 Control: context="static", G = sigmoid(a learned groups x K parameter), no input at all.
 
@@ -27,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+
+from . import fused_gate
 
 GATE_INIT_STD = 0.01  # decoders start near zero, so an untrained gate is ~ sigmoid(0) = 0.5 everywhere
 CHUNK_ELEMENTS = 1 << 22  # causal_gate: B x C x positions x d elements of one chunk (16 MiB in fp32)
@@ -143,13 +145,14 @@ class ContextGate(nn.Module):
         return torch.sigmoid(self.logits_of(x, pooling))
 
     def causal_gate(self, x):
-        """G of every prefix of x (row t pools x[:t + 1]): forward(x, causal_pooling(arange(T), bins, T)). Under
-        autograd it runs in chunks of positions, each seeing only the prefix it needs and recomputed in the backward
-        pass, so no B x C x positions x d intermediate is kept; without autograd (inference, torch.export) in one go.
-        """
+        """G of every prefix of x (row t pools x[:t + 1]): forward(x, causal_pooling(arange(T), bins, T)). The fused
+        kernel keeps nothing of size B x C x T x d for the backward pass; the PyTorch ops, under autograd, run in
+        chunks of positions, each seeing only the prefix it needs and recomputed in the backward pass."""
         T, B, C = x.shape
-        if not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))):
-            return self(x, causal_pooling(torch.arange(T, device=x.device), self.bins, T))
+        pooling = causal_pooling(torch.arange(T, device=x.device), self.bins, T)
+        recompute = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        if not recompute or self.fused(x, pooling):
+            return self(x, pooling)
         chunk = max(1, CHUNK_ELEMENTS // (B * C * (self.kernel_size // 2 + 1)))
         logits = []
         for start in range(0, T, chunk):
@@ -158,11 +161,20 @@ class ContextGate(nn.Module):
             logits.append(checkpoint(self.logits_of, x[:end], pooling, use_reentrant=False))
         return torch.sigmoid(torch.cat(logits))
 
+    def fused(self, x, pooling):
+        """Whether the fused kernel computes this gate: the paper's head gate over several context rows pooled alike
+        for the batch (a decoder's full pass, where the B x C x N x d context encoding is the cost), on CPU, not
+        while exporting. One row per sentence (encoder, incremental step) runs faster as the PyTorch ops."""
+        N, shared = pooling.shape[:2]
+        return (N > 1 and shared == 1 and self.context == "pool" and self.gate == "head"
+                and not torch.compiler.is_compiling() and fused_gate.serves(x))
+
     def logits_of(self, x, pooling):
-        """The gate before the sigmoid, in fp32: N x B x groups x K."""
+        """The gate before the sigmoid, in fp32 (or fp64): N x B x groups x K."""
         autocasting = torch.is_autocast_enabled(x.device.type)
         with torch.autocast(x.device.type, enabled=False) if autocasting else nullcontext():
-            return self.fp32_logits(x.float(), pooling)
+            x = x if x.dtype == torch.float64 else x.float()
+            return self.fp32_logits(x, pooling.to(x.dtype))
 
     def fp32_logits(self, x, pooling):
         H, K = self.num_heads, self.kernel_size
@@ -171,20 +183,24 @@ class ContextGate(nn.Module):
             B, N, _ = mean.shape
             hidden = F.relu(self.mean_hidden(mean))  # B x N x d
             return self.decode_out(hidden).view(B, N, self.groups, K).transpose(0, 1)
-        # pool(x) W_e == pool(x) with the weights W_e pooling: a product over time, no B x C x N x K tensor
-        encoded = pool(torch.matmul(self.encode.weight, pooling), x) + self.encode.bias  # B x C x N x d
-        B, C, N, d = encoded.shape
-        E = F.relu(self.encode_norm(encoded))  # context encoding: ReLU(LN(pool(x) W_e))
-        E_heads = E.view(B, H, C // H, N * d)  # B x H x R x N d
-        if self.gate == "head":  # one pass over E for both reductions over a head's channels: mean and interact
-            mean_row = self.interact.new_full((H, 1, C // H), H / C)
-            both = torch.matmul(torch.cat([self.interact, mean_row], dim=1), E_heads)  # B x H x 2 x N d
-            O = both[:, :, :1] + self.interact_bias  # channel interacting
-            logits = self.decode_in(both[:, :, 1].view(B, H, N, d)) + self.decode_out(O.view(B, H, N, d))
-        else:
-            O = torch.matmul(self.interact, E_heads) + self.interact_bias  # channel interacting: B x H x R x N d
-            logits = self.decode_in(E) + self.decode_out(O.view(B, C, N, d))
-        return logits.permute(2, 0, 1, 3)  # gate decoding: N x B x (H|C) x K
+        folded = torch.matmul(self.encode.weight, pooling)  # N x B' x d x T: W_e folded into the pooling weights
+        # context encoding E = ReLU(LN(pool(x) W_e)), then channel interacting
+        if self.gate == "head":  # both reductions over a head's channels at once: interact and the mean
+            R = self.channels // H
+            reduce = torch.cat([self.interact, self.interact.new_full((H, 1, R), 1 / R)], dim=1)  # H x 2 x R
+            if self.fused(x, pooling):
+                both = fused_gate.pooled_head_reduction(x, folded, self.encode.bias, self.encode_norm, reduce)
+            else:
+                E = F.relu(self.encode_norm(pool(folded, x) + self.encode.bias))  # B x C x N x d
+                B, C, N, d = E.shape
+                both = torch.matmul(reduce, E.view(B, H, R, N * d)).view(B, H, 2, N, d)
+            O = both[:, :, 0] + self.interact_bias  # channel interacting
+            return (self.decode_in(both[:, :, 1]) + self.decode_out(O)).permute(2, 0, 1, 3)  # N x B x H x K
+        E = F.relu(self.encode_norm(pool(folded, x) + self.encode.bias))
+        B, C, N, d = E.shape
+        O = torch.matmul(self.interact, E.view(B, H, C // H, N * d)) + self.interact_bias  # channel interacting
+        logits = self.decode_in(E) + self.decode_out(O.view(B, C, N, d))
+        return logits.permute(2, 0, 1, 3)  # gate decoding: N x B x C x K
 
     def extra_repr(self):
         return f"context={self.context}, gate={self.gate}, bins={self.bins}"

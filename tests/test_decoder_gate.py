@@ -25,8 +25,10 @@ def randomized(gate, seed=0):
 @pytest.mark.parametrize("gate_shape", ["head", "channel"])
 @pytest.mark.parametrize("context", ["pool", "mean"])
 @pytest.mark.parametrize("T", [3, 20])  # shorter and longer than the kernel
-def test_lean_prefix_gate_equals_the_full_causal_pooling(gate_shape, context, T, monkeypatch):
-    """causal_gate (chunks, recomputed in backward) == forward over the T x bins x T causal pooling matrix."""
+@pytest.mark.parametrize("fused", ["1", "0"])  # the fused kernel (head gate), or the PyTorch ops in chunks
+def test_lean_prefix_gate_equals_the_full_causal_pooling(gate_shape, context, T, fused, monkeypatch):
+    """causal_gate (fused, or chunks recomputed in backward) == forward over the T x bins x T causal pooling matrix."""
+    monkeypatch.setenv("CGC_FUSED_GATE", fused)
     monkeypatch.setattr(context_gate, "CHUNK_ELEMENTS", 2 * 3 * 16 * 4 * 2)  # a few positions per chunk
     gate = randomized(ContextGate(16, 4, 7, context=context, gate=gate_shape))
     x = torch.randn(T, 3, 16, requires_grad=True)
