@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 # The main job: prepare data, train cgc_lightconv_small for 30 min, average, evaluate, plot (see README).
 DEMO_ARGS ?=
 demo: setup
-	$(PY) scripts/demo.py $(DEMO_ARGS)
+	$(PY) -m scripts.demo $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest
@@ -32,12 +32,12 @@ test: setup
 # rerunning continues a killed race). RACE_ARGS="--max-update 600" etc.
 RACE_ARGS ?=
 race: setup data-bin/multi30k.de-en/manifest.json
-	$(PY) scripts/race.py --detach $(RACE_ARGS)
+	$(PY) -m scripts.race --detach $(RACE_ARGS)
 
 # Speed, memory, parameters: Transformer / LightConv / DynamicConv / CGC at the small and iwslt sizes.
 BENCH_ARGS ?=
 bench: setup data-bin/multi30k.de-en/manifest.json
-	$(PY) scripts/bench.py --data data-bin/multi30k.de-en --out runs/bench $(BENCH_ARGS)
+	$(PY) -m scripts.bench --data data-bin/multi30k.de-en --out runs/bench $(BENCH_ARGS)
 
 data-bin/multi30k.de-en/manifest.json:
 	$(MAKE) prep-multi30k

@@ -60,6 +60,27 @@ def max_length(embed_positions, max_positions):
     return max_positions
 
 
+def decoder_input(decoder, tokens, pos):
+    """LightConvDecoder.forward's head: the embedded tokens B x T (projected to the layers' width), plus the positional
+    embeddings pos (B x T x C or broadcastable; None without), after dropout -> T x B x C."""
+    x = decoder.embed_scale * decoder.embed_tokens(tokens)
+    if decoder.project_in_dim is not None:
+        x = decoder.project_in_dim(x)
+    if pos is not None:
+        x = x + pos
+    return decoder.dropout_module(x).transpose(0, 1)
+
+
+def decoder_output(decoder, x):
+    """LightConvDecoder.forward's tail: the last layer's T x B x C -> logits B x T x V (before log-softmax)."""
+    if decoder.layer_norm is not None:
+        x = decoder.layer_norm(x)
+    x = x.transpose(0, 1)
+    if decoder.project_out_dim is not None:
+        x = decoder.project_out_dim(x)
+    return decoder.output_projection(x)
+
+
 class ExportableEncoder(nn.Module):
     """src_tokens (B x S) -> (encoder_out S x B x C, encoder_padding_mask B x S): CGCLightConvEncoder.forward."""
 
@@ -74,14 +95,9 @@ class ExportableEncoder(nn.Module):
             x = x + positions(e.embed_positions, src_tokens)
         x = e.dropout_module(x).transpose(0, 1)  # T x B x C
         padding_mask = src_tokens.eq(e.padding_idx)
-        for layer in e.layers:
-            layer.conv.padding_mask = padding_mask
-        try:
+        with conv_inputs(e.layers, padding_mask=padding_mask):
             for layer in e.layers:
                 x = layer(x, padding_mask)
-        finally:
-            for layer in e.layers:
-                layer.conv.padding_mask = None
         if e.layer_norm is not None:
             x = e.layer_norm(x)
         return x, padding_mask
@@ -98,21 +114,11 @@ class ExportableDecoder(nn.Module):
     def forward(self, prev_output_tokens, encoder_out, encoder_padding_mask):
         d = self.decoder
         pos = positions(d.embed_positions, prev_output_tokens) if d.embed_positions is not None else None
-        x = d.embed_scale * d.embed_tokens(prev_output_tokens)
-        if d.project_in_dim is not None:
-            x = d.project_in_dim(x)
-        if pos is not None:
-            x = x + pos
-        x = d.dropout_module(x).transpose(0, 1)  # T x B x C
+        x = decoder_input(d, prev_output_tokens, pos)
         with conv_inputs(d.layers, source=(encoder_out, encoder_padding_mask)):
             for layer in d.layers:
                 x, _ = layer(x, encoder_out, encoder_padding_mask, None)
-        if d.layer_norm is not None:
-            x = d.layer_norm(x)
-        x = x.transpose(0, 1)
-        if d.project_out_dim is not None:
-            x = d.project_out_dim(x)
-        return d.output_projection(x)
+        return decoder_output(d, x)
 
 
 class ExportableDecoderStep(nn.Module):
@@ -134,12 +140,10 @@ class ExportableDecoderStep(nn.Module):
     def forward(self, prev_output_tokens, encoder_out, encoder_padding_mask, histories: List[torch.Tensor]):
         d = self.decoder
         t = histories[0].size(0)  # earlier steps
-        x = d.embed_scale * d.embed_tokens(prev_output_tokens)
-        if d.project_in_dim is not None:
-            x = d.project_in_dim(x)
-        if d.embed_positions is not None:  # position t + 1 (fairseq: pad + the prefix length)
-            x = x + position_table(d.embed_positions)[d.embed_positions.padding_idx + t + 1].view(1, 1, -1)
-        x = d.dropout_module(x).transpose(0, 1)  # 1 x B x C
+        # position t + 1 (fairseq: pad + the prefix length)
+        pos = (position_table(d.embed_positions)[d.embed_positions.padding_idx + t + 1].view(1, 1, -1)
+               if d.embed_positions is not None else None)
+        x = decoder_input(d, prev_output_tokens, pos)  # 1 x B x C
         state: Dict[str, Dict[str, Optional[torch.Tensor]]] = {}
         new_histories: List[torch.Tensor] = []
         for layer, history in zip(d.layers, histories):
@@ -157,12 +161,7 @@ class ExportableDecoderStep(nn.Module):
             finally:
                 hook.remove()
             new_histories.append(torch.cat([history, inputs[0]], dim=0))
-        if d.layer_norm is not None:
-            x = d.layer_norm(x)
-        x = x.transpose(0, 1)
-        if d.project_out_dim is not None:
-            x = d.project_out_dim(x)
-        return d.output_projection(x)[:, 0], new_histories
+        return decoder_output(d, x)[:, 0], new_histories
 
 
 def check_exportable(model):

@@ -5,9 +5,9 @@
     de2en.translate("Ein Mann fährt Fahrrad.")   # -> 'a man rides a bike.' (lowercased, detokenized)
 
 The models read lowercased, Moses-tokenized sentencepiece pieces (data-bin-prep/prepare.py). fairseq's own `moses`
-tokenizer does not lowercase, so this module registers the tokenizer `moses_lc`: the same pipeline as the data
-preparation (lowercase, optionally Moses punctuation normalisation, Moses tokenization with escaping), its
-settings read from the data dir's manifest.json; decode is the Moses detokenizer (case is not restored).
+tokenizer does not lowercase, so this module registers the tokenizer `moses_lc`: the data preparation's own
+tokenizer (datadir.moses: lowercase, optionally Moses punctuation normalisation, Moses tokenization with escaping),
+its settings read from the data dir's manifest.json; decode is the Moses detokenizer (case is not restored).
 """
 import json
 from dataclasses import dataclass, field
@@ -15,6 +15,8 @@ from pathlib import Path
 
 from fairseq.data.encoders import register_tokenizer
 from fairseq.dataclass import FairseqDataclass
+
+from datadir import layout
 
 
 @dataclass
@@ -27,61 +29,13 @@ class MosesLowercaseConfig(FairseqDataclass):
                                                                             "(when no manifest)"})
 
 
-def _moses_tokenizer(lang, split_final_period):
-    """sacremoses' tokenizer, plus current tokenizer.perl's rule that splits the period of the last word (applied
-    where Moses applies it: after the multi-dot placeholders, so "..." stays whole), as data-bin-prep does."""
-    import re
-
-    from sacremoses import MosesTokenizer
-
-    final_period = re.compile(r"^(\S+)\.$")
-
-    class Tokenizer(MosesTokenizer):
-        def handles_nonbreaking_prefixes(self, text):
-            if split_final_period:
-                words = text.split()
-                if words and (m := final_period.search(words[-1])):
-                    words[-1] = m.group(1) + " ."
-                    text = " ".join(words)
-            return super().handles_nonbreaking_prefixes(text)
-
-    return Tokenizer(lang=lang)
-
-
-class _Pipeline:
-    """The data preparation's tokenization for one language, from its manifest settings."""
-
-    def __init__(self, lang, settings):
-        from sacremoses import MosesPunctNormalizer
-
-        self.s = {"lowercase": True, "lowercase_first": True, "normalize_punct": False, "escape": True,
-                  "aggressive_dash_splits": False, "split_final_period": False, "normalize_with_newline": True,
-                  **settings}
-        self.tok = _moses_tokenizer(lang, self.s["split_final_period"])
-        self.norm = (MosesPunctNormalizer(lang=lang, **(self.s.get("normalize_punct_options") or {}))
-                     if self.s["normalize_punct"] else None)
-
-    def __call__(self, line):
-        s = self.s
-        if s["lowercase"] and s["lowercase_first"]:
-            line = line.lower()
-        if self.norm is not None:
-            line = (self.norm.normalize(line + "\n").removesuffix("\n") if s["normalize_with_newline"]
-                    else self.norm.normalize(line))
-        line = self.tok.tokenize(line, aggressive_dash_splits=s["aggressive_dash_splits"], escape=s["escape"],
-                                 return_str=True)
-        if s["lowercase"] and not s["lowercase_first"]:
-            line = line.lower()
-        return line
-
-
 def manifest_settings(path):
     """The 'tokenizer' settings of a data dir's manifest.json (path: the file or its dir); {} when absent."""
     if not path:
         return {}
     path = Path(path)
     if path.is_dir():
-        path = path / "manifest.json"
+        path = layout.manifest_file(path)
     if not path.is_file():
         return {}
     return dict(json.loads(path.read_text()).get("tokenizer") or {})
@@ -92,19 +46,19 @@ class MosesLowercaseTokenizer:
     """Lowercasing Moses tokenizer (encode) and Moses detokenizer (decode), as the data preparation does."""
 
     def __init__(self, cfg):
-        from sacremoses import MosesDetokenizer
+        from datadir import moses  # sacremoses: only when the tokenizer is used
 
         settings = manifest_settings(cfg.moses_lc_manifest)
         if not settings:
             settings = {"normalize_punct": cfg.moses_lc_normalize_punct}
-        self.encoder = _Pipeline(cfg.source_lang, settings)
-        self.detok = MosesDetokenizer(lang=cfg.target_lang)
+        self.tokenize = moses.Tokenizer(cfg.source_lang, settings)
+        self.detokenize = moses.Detokenizer(cfg.target_lang)
 
     def encode(self, x: str) -> str:
-        return self.encoder(x)
+        return self.tokenize(x)
 
     def decode(self, x: str) -> str:
-        return self.detok.detokenize(x.split(), unescape=True)
+        return self.detokenize(x)
 
 
 def from_pretrained(model_dir, checkpoint_file="average.pt", data=None, beam=4, lenpen=1.0, **kwargs):
@@ -119,11 +73,11 @@ def from_pretrained(model_dir, checkpoint_file="average.pt", data=None, beam=4, 
     if not (model_dir / checkpoint_file).is_file():
         raise FileNotFoundError(f"checkpoint not found: {model_dir / checkpoint_file}")
     data = Path(data) if data is not None else model_dir
-    if not (data / "spm.model").is_file():
-        raise FileNotFoundError(f"no spm.model in the data dir {data}")
+    if not layout.spm_model(data).is_file():
+        raise FileNotFoundError(f"no {layout.SPM_MODEL} in the data dir {data}")
     hub = BaseFairseqModel.from_pretrained(
         str(model_dir.resolve()), checkpoint_file=checkpoint_file, data_name_or_path=str(data.resolve()),
-        bpe="sentencepiece", sentencepiece_model=str((data / "spm.model").resolve()), tokenizer="moses_lc",
-        moses_lc_manifest=str((data / "manifest.json").resolve()), source_lang="de", target_lang="en",
+        bpe="sentencepiece", sentencepiece_model=str(layout.spm_model(data).resolve()), tokenizer="moses_lc",
+        moses_lc_manifest=str(layout.manifest_file(data).resolve()), source_lang="de", target_lang="en",
         user_dir=str(Path(__file__).resolve().parent), beam=beam, lenpen=lenpen, **kwargs)
     return hub.eval()

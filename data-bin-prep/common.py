@@ -1,8 +1,8 @@
 """Shared machinery of the data preparation: errors, safe file I/O, step
-bookkeeping, sentencepiece, fairseq-preprocess, manifest and the count table.
+bookkeeping, versions and the count table.
 
-Nothing here imports ``cgc_fairseq`` or ``scripts/``: the data preparation is
-usable on its own.
+Nothing in data-bin-prep imports ``cgc_fairseq`` or ``scripts/``: the data
+preparation is usable on its own (it shares only ``datadir`` with them).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import lzma
 import os
 import platform
 import shutil
-import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-LANGS = ("de", "en")
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"  # where the raw releases are looked for by default
 STAMP_DIR = ".prep"  # per-step "done" stamps live in OUT/.prep/<step>.json
 
 
@@ -214,110 +214,6 @@ def _jsonable(obj):
 
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def _fresh_tmp_dir(parent: Path, name: str) -> Path:
-    """An empty scratch directory with a fixed name (outputs stay byte-reproducible)."""
-    ensure_dir(parent)
-    d = Path(parent) / name
-    if d.exists():
-        shutil.rmtree(d)
-    d.mkdir()
-    return d
-
-
-# --------------------------------------------------------------------------
-# sentencepiece
-# --------------------------------------------------------------------------
-
-SPM_DEFAULTS = {
-    "model_type": "bpe",
-    "character_coverage": 1.0,
-    # every training sentence, in file order: deterministic for a given input
-    "input_sentence_size": 0,
-    "shuffle_input_sentence": False,
-    "hard_vocab_limit": False,  # tiny corpora (tests) may not reach vocab_size
-    "max_sentence_length": 65536,
-    "split_digits": False,
-}
-
-
-def train_spm(inputs: Sequence[Path], out_dir: Path, vocab_size: int, threads: int) -> dict:
-    """Train one joint sentencepiece model; writes OUT/spm.model and OUT/spm.vocab."""
-    import sentencepiece as spm
-
-    tmpdir = _fresh_tmp_dir(out_dir, ".spm.tmp")  # fixed name: it is recorded in spm.model
-    try:
-        options = dict(SPM_DEFAULTS, vocab_size=int(vocab_size), num_threads=int(threads))
-        try:
-            spm.SentencePieceTrainer.train(
-                input=",".join(str(p) for p in inputs),
-                model_prefix=str(tmpdir / "spm"),
-                minloglevel=2,
-                **options,
-            )
-        except (RuntimeError, OSError) as e:
-            raise PrepError(f"sentencepiece training failed: {str(e).splitlines()[0]}") from None
-        for ext in ("vocab", "model"):  # model last: it is what "done" looks for
-            os.replace(tmpdir / f"spm.{ext}", out_dir / f"spm.{ext}")
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    return options
-
-
-def spm_encode_file(model: Path, src: Path, dst: Path, threads: int) -> int:
-    """Encode a tokenized text file into space-separated pieces; returns #pieces."""
-    import sentencepiece as spm
-
-    sp = spm.SentencePieceProcessor(model_file=str(model))
-    lines = read_lines(src)
-    pieces = sp.encode(lines, out_type=str, num_threads=int(threads)) if lines else []
-    write_lines(dst, (" ".join(p) for p in pieces))
-    return sum(len(p) for p in pieces)
-
-
-# --------------------------------------------------------------------------
-# fairseq-preprocess
-# --------------------------------------------------------------------------
-
-
-def fairseq_preprocess(
-    out: Path, trainpref: Path, validpref: Path, testprefs: Sequence[Path], workers: int
-) -> list[Path]:
-    """Binarize with a joined dictionary; fairseq files land in ``out``.
-
-    Runs in a temporary directory and moves the results in afterwards, so an
-    interrupted run leaves no finished-looking binaries.
-    """
-    tmpdir = _fresh_tmp_dir(out, ".bin.tmp")  # fixed name: it is recorded in preprocess.log
-    cmd = [
-        sys.executable, "-m", "fairseq_cli.preprocess",
-        "--source-lang", "de", "--target-lang", "en",
-        "--trainpref", str(trainpref),
-        "--validpref", str(validpref),
-        "--testpref", ",".join(str(p) for p in testprefs),
-        "--destdir", str(tmpdir),
-        "--joined-dictionary",
-        "--workers", str(max(1, int(workers))),
-    ]
-    try:
-        log("  $ " + " ".join(cmd[2:]))
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if proc.returncode != 0:
-            lines = [l for l in proc.stdout.splitlines() if l.strip()]
-            last = lines[-1].strip() if lines else "no output"
-            raise PrepError(
-                f"fairseq-preprocess failed (exit {proc.returncode}): {last[:300]}"
-            )
-        produced = sorted(p for p in tmpdir.iterdir() if p.is_file())
-        moved = []
-        # dictionaries last: binaries + dicts are only "done" with the stamp anyway
-        for p in sorted(produced, key=lambda p: p.name.startswith("dict.")):
-            os.replace(p, out / p.name)
-            moved.append(out / p.name)
-        return moved
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------

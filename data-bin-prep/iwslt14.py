@@ -1,71 +1,37 @@
 """IWSLT'14 De-En, mirroring fairseq's examples/translation/prepare-iwslt14.sh.
 
-Steps (see the issue):
-
 1. train.tags.de-en.{de,en}: drop lines containing ``<url>``, ``<talkid>``,
    ``<keywords>``; remove ``<title>``, ``</title>``, ``<description>``,
    ``</description>``. Dev/test XML: keep ``<seg id`` lines, strip the tags,
    ``’`` -> ``'``.
-2. Moses tokenization + lowercasing (``text.py``, corpus ``iwslt14``).
+2. Moses tokenization + lowercasing (``TOKENIZER``, as
+   ``tokenizer.perl -l L | lowercase.perl``).
 3. clean-corpus-n.perl -ratio 1.5 ... 1 175 (on the tokenized, cased train
    text, before lowercasing -- as the script does).
 4. valid = every 23rd cleaned training line, train = the rest; test =
    dev2010 + dev2012 + tst2010 + tst2011 + tst2012.
+Then the shared tail (pipeline.py): sentencepiece, fairseq binaries, manifest.
+The release's files and how they are found or downloaded: iwslt14_release.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import shutil
-import tarfile
-import urllib.error
-import urllib.request
+import time
 from pathlib import Path
 from typing import Sequence
 
-from common import (
-    LANGS,
-    PrepError,
-    atomic_path,
-    ensure_dir,
-    find_file,
-    log,
-    read_bytes,
-)
+import pipeline
+from common import PrepError, Steps, find_file, log, read_lines, write_lines
+from datadir import layout
+from datadir.layout import LANGS
+from iwslt14_release import TEST_SETS, TRAIN_FILES, URL, is_standard, obtain_release, xml_name
 
-URL = "http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz"
-ARCHIVE_NAME = "de-en.tgz"
+HELP = "IWSLT'14 De-En (prepare-iwslt14.sh split)"
+RAW_DIR = "iwslt14-de-en"  # the default --raw, under ../shared/data
+RAW_HELP = " -- a directory, or the release's de-en.tgz"
+VOCAB_SIZE = 10000
 
-TRAIN_FILES = {l: f"train.tags.de-en.{l}" for l in LANGS}
-# order of prepare-iwslt14.sh's `cat` for the test split
-TEST_SETS = [
-    "IWSLT14.TED.dev2010",
-    "IWSLT14.TEDX.dev2012",
-    "IWSLT14.TED.tst2010",
-    "IWSLT14.TED.tst2011",
-    "IWSLT14.TED.tst2012",
-]
-
-
-def xml_name(test_set: str, lang: str) -> str:
-    return f"{test_set}.de-en.{lang}.xml"
-
-
-# sha256 of the standard release's dev/test XML files (../shared/data/iwslt14-de-en/SOURCE.md)
-STANDARD_XML_SHA256 = {
-    "IWSLT14.TED.dev2010.de-en.de.xml": "6bb2e8272bc49a4f19df2150a482a1b856fa6a2d6b289d3a80ac6b4ff66070fe",
-    "IWSLT14.TED.dev2010.de-en.en.xml": "5c860ebb64d4ecdc65800c7ba59732d27cff8b296fa7eeafbcd4614a2c572700",
-    "IWSLT14.TED.tst2010.de-en.de.xml": "5648c0a3a6e5eb3ab6fbdfbdeca69a20a1637a37361e337ab47418d71972880d",
-    "IWSLT14.TED.tst2010.de-en.en.xml": "fa9ce190959320cb5a5a68358ad793e5863621f87a28e9f4312110ac5b842efc",
-    "IWSLT14.TED.tst2011.de-en.de.xml": "a70163216273ab5622cbbb19fea6dfde42ab6d3ad70374444323e65f71837735",
-    "IWSLT14.TED.tst2011.de-en.en.xml": "d350eac4cb6f0cf3e787c9e82b8074bdc7e58c4ca7d650c9b97de8a677068695",
-    "IWSLT14.TED.tst2012.de-en.de.xml": "edf69bd9e41acd93e13d01f55a2906b7be0f69cd90a46e343294dfd3190db952",
-    "IWSLT14.TED.tst2012.de-en.en.xml": "cd73e997ce078699863278daef06b9a226d1adbec4c3cac91a0894d7eab5c1f8",
-    "IWSLT14.TEDX.dev2012.de-en.de.xml": "e818a77a43e18ec4726a698e5aa9c438e0cd4b82d4edd27286163bee44e85604",
-    "IWSLT14.TEDX.dev2012.de-en.en.xml": "a5de03e0e18cf5ad4b2b4ba66f11510a8576fa1a7c172190860cabfd17bff99a",
-}
 STANDARD_COUNTS = {"train": 160239, "valid": 7283, "test": 6750}
 
 CLEAN = {"ratio": 1.5, "min": 1, "max": 175, "max_word_length": 1000}
@@ -75,150 +41,137 @@ DROP_TRAIN_LINES = ("<url>", "<talkid>", "<keywords>")
 STRIP_TRAIN_TAGS = ("<title>", "</title>", "<description>", "</description>")
 
 
-# --------------------------------------------------------------------------
-# locating / downloading the release
-# --------------------------------------------------------------------------
+
+# tokenizer.perl -l L | lowercase.perl, as datadir.moses settings (recorded in manifest.json)
+TOKENIZER = {
+    "pipeline": ["moses_tokenize", "lowercase"],
+    "normalize_punct": False,
+    "normalize_punct_options": None,
+    "escape": True,
+    "aggressive_dash_splits": False,
+    "lowercase": True,
+    "lowercase_first": False,
+    # current Moses tokenizer.perl always splits a period ending the last word (sacremoses 0.2.0 does not)
+    "split_final_period": True,
+    "normalize_with_newline": False,
+    "detokenize": {"unescape": True},
+    "calls": [
+        "t = MosesTokenizer(lang)  # + split_final_period, see datadir.moses",
+        "s = t.tokenize(s, aggressive_dash_splits=False, escape=True, return_str=True)",
+        "s = s.lower()",
+    ],
+    "detokenize_call": "MosesDetokenizer(lang).detokenize(s.split(), unescape=True, return_str=True)",
+}
 
 
-def search_dirs(root: Path) -> list[Path]:
-    """Where the release files may sit below ``root``."""
-    root = Path(root)
-    return [root, root / "raw", root / "de-en", root / "orig" / "de-en"]
+def add_arguments(parser) -> None:
+    """This corpus's own options."""
+    parser.add_argument("--url", default=URL,
+                        help="where to download de-en.tgz when --raw lacks the training files (default: %(default)s)")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="only the dev/test XML -> tok/test, raw/test (no train, spm, binaries); "
+                             "reports agreement with RAW/tokenized/test.* when present")
+    parser.add_argument("--no-count-check", action="store_true",
+                        help=f"warn instead of failing when the standard release does not give {STANDARD_COUNTS}")
 
 
-def needed_names(eval_only: bool) -> list[str]:
-    names = [xml_name(s, l) for s in TEST_SETS for l in LANGS]
-    if not eval_only:
-        names = [TRAIN_FILES[l] for l in LANGS] + names
-    return names
+def prepare(args) -> dict:
+    """The whole recipe into args.out; returns the manifest."""
+    t0 = time.time()
+    out = args.out
+    steps = Steps(out, args.force)
+    files, origin = obtain_release(args.raw, out, args.url, args.eval_only)
+    log(f"IWSLT'14 release: {origin}")
+    inputs = pipeline.hash_inputs(files)
+    standard = is_standard(files)
+    settings_key = {"tokenizer": TOKENIZER}
+
+    def do_test():  # test = dev2010 + dev2012 + tst2010 + tst2011 + tst2012
+        per = {l: [] for l in LANGS}
+        raws = {l: [] for l in LANGS}
+        for s in TEST_SETS:
+            segs = {l: extract_segs(read_lines(files[xml_name(s, l)])) for l in LANGS}
+            pipeline.check_pair(segs["de"][0], segs["en"][0], str(files[xml_name(s, "de")]),
+                                str(files[xml_name(s, "en")]))
+            for l in LANGS:
+                per[l] += segs[l][0]
+                raws[l] += segs[l][1]
+        tok = pipeline.tokenize_pair(per, TOKENIZER, args.workers, "test")
+        for l in LANGS:
+            write_lines(layout.raw_file(out, "test", l), raws[l])
+            write_lines(layout.tok_file(out, "test", l), tok[l])
+
+    test_inputs = {k: v["sha256"] for k, v in inputs.items() if k.endswith(".xml")}
+    steps.run("test-text", {"inputs": test_inputs, **settings_key},
+              pipeline.paths(out, layout.TOK, ["test"]) + pipeline.paths(out, layout.RAW, ["test"]), do_test)
+    # per-set line counts, for per-set evaluation
+    test_sets = {s: sum("<seg id" in l for l in read_lines(files[xml_name(s, "de")])) for s in TEST_SETS}
+
+    clean_stats = {}
+    if not args.eval_only:
+        def do_train():
+            lines = {l: filter_train(read_lines(files[TRAIN_FILES[l]])) for l in LANGS}
+            pipeline.check_pair(lines["de"], lines["en"], str(files[TRAIN_FILES["de"]]) + " (after tag filtering)",
+                                str(files[TRAIN_FILES["en"]]))
+            # The script cleans the tokenized *cased* text, then lowercases. Lowercasing
+            # never creates or removes whitespace, so cleaning the tokenized+lowercased
+            # text keeps exactly the same pairs and gives the same lines.
+            tok = pipeline.tokenize_pair(lines, TOKENIZER, args.workers, "train")
+            keep, de_c, en_c = clean_corpus(tok["de"], tok["en"], CLEAN["ratio"], CLEAN["min"], CLEAN["max"],
+                                            CLEAN["max_word_length"])
+            clean_stats.update(before=len(tok["de"]), after=len(keep))
+            cleaned = {"de": de_c, "en": en_c}
+            tr, va = split_valid(len(keep))
+            for l in LANGS:
+                write_lines(layout.raw_file(out, "valid", l), (lines[l][keep[i]].strip() for i in va))
+                write_lines(layout.tok_file(out, "valid", l), (cleaned[l][i] for i in va))
+                write_lines(layout.tok_file(out, "train", l), (cleaned[l][i] for i in tr))
+
+        train_inputs = {k: v["sha256"] for k, v in inputs.items() if k.startswith("train.")}
+        steps.run("train-text", {"inputs": train_inputs, "clean": CLEAN, "every": VALID_EVERY, **settings_key},
+                  pipeline.paths(out, layout.TOK, ["train", "valid"]) + pipeline.paths(out, layout.RAW, ["valid"]),
+                  do_train)
+
+    splits = ["test"] if args.eval_only else ["train", "valid", "test"]
+    check_counts(out, splits, standard, args.no_count_check)
+    if not args.eval_only:
+        pipeline.finish(args, out, steps, splits)
+
+    raw_root = args.raw if args.raw is not None and Path(args.raw).is_dir() else None
+    fidelity = {}
+    if raw_root is not None:
+        for split in ("test",) if args.eval_only else ("test", "valid"):
+            refs = {l: find_file([raw_root / "tokenized", raw_root], f"{split}.{l}") for l in LANGS}
+            if all(refs.values()):
+                fidelity[split] = pipeline.fidelity(out, refs, split)
+
+    sources = {
+        "train": "train.tags.de-en, cleaned, lines NR%23!=0",
+        "valid": "train.tags.de-en, cleaned, lines NR%23==0",
+        "test": "+".join(TEST_SETS),
+    }
+    extra = {
+        "release": origin,
+        "standard_release": standard,
+        "test_sets": test_sets,
+        "cleaning": {**CLEAN, "valid_every": VALID_EVERY, **clean_stats},
+        "fidelity": fidelity,
+    }
+    return pipeline.write_manifest(args, out, TOKENIZER, {s: sources[s] for s in splits}, inputs, extra, t0, steps)
 
 
-def locate(root: Path, eval_only: bool) -> tuple[dict[str, Path], list[str]]:
-    """Map release file name -> path found below ``root``; also the missing names."""
-    found, missing = {}, []
-    for name in needed_names(eval_only):
-        p = find_file(search_dirs(root), name)
-        if p is None:
-            missing.append(name)
-        else:
-            found[name] = p
-    return found, missing
-
-
-def download(url: str, dest: Path, timeout: float = 30.0) -> Path:
-    """Fetch ``url`` into ``dest`` (temporary name, renamed when complete)."""
-    from tqdm import tqdm
-
-    log(f"downloading {url} -> {dest}")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, atomic_path(dest) as tmp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with open(tmp, "wb") as f, tqdm(
-                total=total, unit="B", unit_scale=True, desc="download", leave=False
-            ) as bar:
-                while True:
-                    block = resp.read(1 << 16)
-                    if not block:
-                        break
-                    f.write(block)
-                    bar.update(len(block))
-            if total is not None and tmp.stat().st_size != total:
-                raise PrepError(
-                    f"download of {url} truncated: {tmp.stat().st_size} of {total} bytes"
-                )
-    except urllib.error.HTTPError as e:
-        raise PrepError(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
-        raise PrepError(
-            f"cannot download {url}: {reason} (no network? put the release files or "
-            f"{ARCHIVE_NAME} in --raw, or use --eval-only)"
-        ) from None
-    return dest
-
-
-def extract_release(archive: Path, dest: Path) -> dict[str, Path]:
-    """Validate that ``archive`` is the IWSLT'14 de-en release; extract the needed files."""
-    archive = Path(archive)
-    names = needed_names(eval_only=False)
-    try:
-        tf = tarfile.open(archive, mode="r:*")
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise PrepError(
-            f"{archive} is not the IWSLT'14 de-en release (not a tar archive: {e})"
-        ) from None
-    with tf:
-        try:
-            members = {
-                os.path.basename(m.name): m
-                for m in tf.getmembers()
-                if m.isfile() and os.path.basename(m.name) in names
-            }
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise PrepError(f"{archive} is not the IWSLT'14 de-en release (corrupt: {e})") from None
-        missing = [n for n in names if n not in members]
-        if missing:
-            raise PrepError(
-                f"{archive} is not the IWSLT'14 de-en release: it lacks "
-                + ", ".join(missing[:3])
-                + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-            )
-        ensure_dir(dest)
-        out = {}
-        for name in names:
-            src = tf.extractfile(members[name])
-            with atomic_path(dest / name) as tmp, open(tmp, "wb") as f:
-                shutil.copyfileobj(src, f)
-            out[name] = dest / name
-    return out
-
-
-def obtain_release(raw: Path | None, out: Path, url: str, eval_only: bool) -> tuple[dict[str, Path], str]:
-    """Return (file name -> path, description of where they came from)."""
-    if raw is not None and Path(raw).is_file():  # an archive given directly
-        archive = Path(raw)
-        log(f"extracting {archive}")
-        return extract_release(archive, out / "orig" / "de-en"), f"archive {archive}"
-    if raw is not None and not Path(raw).exists():
-        raise PrepError(f"--raw path does not exist: {raw}")
-    if raw is not None:
-        found, missing = locate(raw, eval_only)
-        if not missing:
-            return found, f"directory {raw}"
-        if eval_only:
-            raise PrepError(f"missing input file: {missing[0]} not found in {raw}")
-    # previously extracted download?
-    cache = out / "orig" / "de-en"
-    found, missing = locate(cache, eval_only)
-    if not missing:
-        return found, f"extracted archive in {cache}"
-    archive = out / "orig" / ARCHIVE_NAME
-    if raw is not None and (Path(raw) / ARCHIVE_NAME).is_file():  # a tarball placed in --raw
-        log(f"extracting {Path(raw) / ARCHIVE_NAME}")
-        return extract_release(Path(raw) / ARCHIVE_NAME, cache), f"archive {Path(raw) / ARCHIVE_NAME}"
-    if not archive.is_file():
-        where = f"in {raw}" if raw is not None else "(no --raw)"
-        log(f"IWSLT'14 training files not found {where}; fetching the release")
-        download(url, archive)
-    try:
-        files = extract_release(archive, cache)
-    except PrepError:
-        archive.unlink(missing_ok=True)  # do not keep a bad download looking finished
-        raise
-    return files, f"archive {archive} (from {url})"
-
-
-def is_standard(files: dict[str, Path]) -> bool:
-    """True when every dev/test XML has the standard release's content (sha256)."""
-    for name, digest in STANDARD_XML_SHA256.items():
-        if name not in files or hashlib.sha256(read_bytes(files[name])).hexdigest() != digest:
-            return False
-    return True
-
-
-# --------------------------------------------------------------------------
-# text processing (pure functions, tested directly)
-# --------------------------------------------------------------------------
+def check_counts(out: Path, splits: list[str], standard: bool, no_count_check: bool) -> None:
+    """de/en line counts agree; a split that is not the standard size fails for the standard release, else warns."""
+    for s in splits:
+        n = len(read_lines(layout.tok_file(out, s, "de")))
+        if n != len(read_lines(layout.tok_file(out, s, "en"))):
+            raise PrepError(f"line-count mismatch between {layout.tok_file(out, s, 'de')} and {s}.en")
+        expected = STANDARD_COUNTS[s]
+        if n != expected:
+            msg = f"{s} has {n} lines, the standard IWSLT'14 split has {expected}"
+            if standard and not no_count_check:
+                raise PrepError(msg + " (standard release detected; --no-count-check to accept)")
+            log(f"warning: {msg}" + ("" if standard else " (not the standard release)"))
 
 
 def filter_train(lines: Sequence[str]) -> list[str]:

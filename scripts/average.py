@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Average the parameters of the last N checkpoints into one checkpoint (like fairseq's average_checkpoints.py).
 
-    python scripts/average.py --checkpoints runs/small/checkpoints --last 5 --out runs/small/checkpoints/average.pt
-    python scripts/average.py --inputs a.pt b.pt c.pt --out avg.pt
+    python -m scripts.average --checkpoints runs/small/checkpoints --last 5 --out runs/small/checkpoints/average.pt
+    python -m scripts.average --inputs a.pt b.pt c.pt --out avg.pt
 
 fairseq's scripts/average_checkpoints.py fails on torch >= 2.6 (torch.load defaults to weights_only=True and a
 fairseq checkpoint holds an argparse.Namespace). This one loads with weights_only=True and allow-lists exactly
@@ -13,16 +12,13 @@ written under a temporary name and renamed when complete.
 """
 from __future__ import annotations
 
-import os
-import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from script_utils import Parser, ScriptError, load_checkpoint, log, main_guard, positive_int  # noqa: E402
-
-EPOCH = re.compile(r"^checkpoint(\d+)\.pt$")
-UPDATE = re.compile(r"^checkpoint_\d+_(\d+)\.pt$")
+from .checkpoint import load_checkpoint
+from .cli import Parser, ScriptError, log, main_guard, positive_int
+from .files import atomic_path
+from .rundir import EPOCH, UPDATE, numbered_checkpoints
 
 
 def last_checkpoints(directory, n, updates=False):
@@ -30,8 +26,7 @@ def last_checkpoints(directory, n, updates=False):
     directory = Path(directory)
     if not directory.is_dir():
         raise ScriptError(f"checkpoint dir not found: {directory}")
-    pattern = UPDATE if updates else EPOCH
-    found = sorted((int(m.group(1)), p) for p in directory.iterdir() if (m := pattern.match(p.name)))
+    found = numbered_checkpoints(directory, UPDATE if updates else EPOCH)
     if not found:
         kind = "checkpoint_E_U.pt" if updates else "checkpointE.pt"
         raise ScriptError(f"no {kind} checkpoints in {directory}")
@@ -75,15 +70,12 @@ def average_states(paths):
 def save(state, out):
     import torch
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        torch.save(state, tmp)
 
 
 def build_parser():
-    p = Parser.from_doc("average.py", __doc__)
+    p = Parser.from_doc("average", __doc__)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoints", help="a save dir: average its last --last epoch checkpoints")
     src.add_argument("--inputs", nargs="+", help="explicit checkpoint files")

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Data-parallel fairseq-train on CPU cores: N processes, fairseq's own torch.distributed engine (gloo).
 
-    python scripts/ddp_cpu.py --nproc 2 -- data-bin/multi30k.de-en --user-dir cgc_fairseq --arch cgc_lightconv_small ...
+    python -m scripts.ddp_cpu --nproc 2 -- data-bin/multi30k.de-en --user-dir cgc_fairseq --arch cgc_lightconv_small ...
 
 Each rank runs `fairseq-train ARGS --cpu --distributed-backend gloo --distributed-world-size N
 --distributed-rank R --distributed-init-method tcp://127.0.0.1:PORT --distributed-no-spawn --ddp-backend legacy_ddp`
@@ -24,8 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from script_utils import Parser, ScriptError, fairseq_cli, log, main_guard, positive_int  # noqa: E402
+from .cli import Parser, ScriptError, fairseq_cli, log, main_guard, positive_int, thread_env
 
 
 def free_port():
@@ -35,7 +33,7 @@ def free_port():
 
 
 def build_parser():
-    p = Parser.from_doc("ddp_cpu.py", __doc__)
+    p = Parser.from_doc("ddp_cpu", __doc__)
     p.add_argument("--nproc", type=positive_int, default=2, help="processes (ranks); default %(default)s")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads per rank; default %(default)s")
     p.add_argument("--port", type=int, help="rendezvous port on 127.0.0.1 (default: a free one)")
@@ -51,7 +49,7 @@ def main(argv=None):
     if not data.is_dir():  # else every rank dies with fairseq's traceback
         raise ScriptError(f"data dir not found: {data} (the first fairseq-train argument)")
     port = args.port or free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    env = {**os.environ, **thread_env(args.threads)}
     args.log_dir.mkdir(parents=True, exist_ok=True)
     procs, logs = [], []
     for rank in range(args.nproc):

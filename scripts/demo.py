@@ -1,31 +1,34 @@
-#!/usr/bin/env python3
 """The main job (`make demo`): prepare data, train cgc_lightconv_small for a bounded budget, average, evaluate,
 plot, print a summary. A rerun reuses every finished step.
 
-    python scripts/demo.py [--budget-minutes 30] [--corpus auto|iwslt14|multi30k] [--data-bin DIR] [--run-dir DIR]
+    python -m scripts.demo [--budget-minutes 30] [--corpus auto|iwslt14|multi30k] [--data-bin DIR] [--run-dir DIR]
 
 Corpus (--corpus auto): IWSLT'14 De-En when a local copy of the full release (the train.tags.de-en.* training
 files, or de-en.tgz) is found under ../shared/data/iwslt14-de-en or --iwslt14-raw; otherwise the local
 Multi30k copy (the network is never used when a local copy serves). The data dir is made by
 `python data-bin-prep/prepare.py CORPUS --out DIR` when DIR/manifest.json is missing.
-Steps: 1 data, 2 train (scripts/train.py --preset small; extend with a larger --budget-minutes: training resumes),
-3 average the last --average checkpoints (scripts/average.py; the update checkpoints of the small preset, every
-50 updates, else the epoch checkpoints), 4 valid BLEU of each kept checkpoint,
-5 test BLEU of the averaged and the last checkpoint (scripts/evaluate.py), 6 plots (scripts/plots.py).
+Steps (scripts/pipeline.py): 1 data, 2 train (scripts/train.py --preset small; extend with a larger
+--budget-minutes: training resumes), 3 average the last --average checkpoints (scripts/average.py; the update
+checkpoints of the small preset, every 50 updates, else the epoch checkpoints), 4 valid BLEU of each kept
+checkpoint, 5 test BLEU of the averaged and the last checkpoint (scripts/evaluate.py), 6 plots (scripts/plots.py).
+The console gets the step headers, a progress line during training and the summary; the full logs go to the run
+dir (RUN_DIR/demo.log: data preparation, averaging, evaluation, plots; RUN_DIR/train.log: fairseq-train).
 RUN_DIR/summary.json holds the numbers and paths printed at the end.
 """
 from __future__ import annotations
 
-import re
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from script_utils import REPO, SCRIPTS, Parser, ScriptError, log, main_guard, read_json, run, write_json  # noqa: E402
+from datadir import layout
+
+from . import pipeline
+from .cli import REPO, Parser, ScriptError, log, main_guard, run
+from .files import read_json, write_json
+from .rundir import kept_checkpoints
 
 SHARED = REPO.parent / "shared" / "data"
-PY = sys.executable
 
 
 def find_iwslt14(paths):
@@ -67,42 +70,33 @@ def step(n, title):
     log(f"===== step {n}/6: {title} =====")
 
 
-def ensure_data(corpus, raw, data_bin, explicit):
-    manifest = data_bin / "manifest.json"
-    if manifest.exists() and (data_bin / "test.de-en.de.bin").exists():
+def ensure_data(corpus, raw, data_bin, explicit, logfile):
+    """Prepare data_bin with data-bin-prep/prepare.py (its output to logfile) unless it is there already."""
+    manifest = layout.manifest_file(data_bin)
+    if manifest.exists() and layout.binary_file(data_bin, "test", layout.SRC).exists():
         m = read_json(manifest)
         if m.get("corpus") not in (None, corpus) and explicit:
             log(f"note: --data-bin {data_bin} holds {m.get('corpus')!r}; using it as given")
         elif m.get("corpus") not in (None, corpus):
             raise ScriptError(f"{data_bin} holds {m.get('corpus')!r}, not {corpus!r}; pass another --data-bin")
-        log(f"data ready: {data_bin} (manifest.json exists; reusing)")
+        log(f"data ready: {data_bin} ({layout.MANIFEST} exists; reusing)")
         return
-    cmd = [PY, str(REPO / "data-bin-prep" / "prepare.py"), corpus, "--out", str(data_bin)]
+    cmd = [sys.executable, str(REPO / "data-bin-prep" / "prepare.py"), corpus, "--out", str(data_bin)]
     if raw is not None:
         cmd += ["--raw", str(raw)]
-    log("preparing data: " + " ".join(cmd))
-    run(cmd, what="data-bin-prep/prepare.py")
+    log(f"preparing {data_bin} (log: {logfile})")
+    seconds = run(cmd, stdout_path=logfile, append=True, echo=False, what="data-bin-prep/prepare.py")
     if not manifest.exists():
         raise ScriptError(f"data preparation finished without {manifest}")
+    log(f"data ready: {data_bin} ({seconds:.0f} s)")
 
 
-def kept_checkpoints(ckpt_dir):
-    """[(updates or epoch, path)]: the update checkpoints (checkpoint_E_U.pt, --save-interval-updates) when there
-    are any, else the epoch checkpoints (checkpointE.pt); oldest first."""
-    for pattern in (r"^checkpoint_\d+_(\d+)\.pt$", r"^checkpoint(\d+)\.pt$"):
-        pat = re.compile(pattern)
-        found = sorted((int(m.group(1)), p) for p in ckpt_dir.glob("checkpoint*.pt") if (m := pat.match(p.name)))
-        if found:
-            return found
-    return []
-
-
-def stale(target, sources):
-    return not target.exists() or any(s.stat().st_mtime > target.stat().st_mtime for s in sources)
+def reusing(reused):
+    return " (reusing results.json)" if reused else ""
 
 
 def build_parser():
-    p = Parser.from_doc("demo.py", __doc__)
+    p = Parser.from_doc("demo", __doc__)
     p.add_argument("--budget-minutes", type=float, default=30.0,
                    help="training wall-clock budget (default: %(default)s); a larger value on a rerun resumes")
     p.add_argument("--corpus", choices=["auto", "iwslt14", "multi30k"], default="auto", help="default: %(default)s")
@@ -127,35 +121,29 @@ def main(argv=None):
     corpus, raw, why = choose_corpus(args)
     log(f"corpus: {corpus} -- {why}")
     data_bin = (args.data_bin or REPO / "data-bin" / f"{corpus}.de-en").resolve()
-    ensure_data(corpus, raw, data_bin, explicit=args.data_bin is not None)
     run_dir = (args.run_dir or REPO / "runs" / f"demo-{corpus}-{args.arch}").resolve()
+    logfile = run_dir / "demo.log"
+    ensure_data(corpus, raw, data_bin, explicit=args.data_bin is not None, logfile=logfile)
     ckpt_dir = run_dir / "checkpoints"
 
     step(2, f"train {args.arch} (budget {args.budget_minutes:g} min of training)")
-    run([PY, str(SCRIPTS / "train.py"), "--preset", args.preset, "--arch", args.arch, "--data", str(data_bin),
-         "--run-dir", str(run_dir), "--budget-minutes", str(args.budget_minutes)], what="scripts/train.py")
-    train_meta = read_json(run_dir / "train.json")
-
-    gen = ["--max-len-a", "0", "--max-len-b", str(args.max_len_b)] if args.max_len_b else []
+    train_meta = pipeline.train(data_bin, run_dir, "--preset", args.preset, "--arch", args.arch, "--budget-minutes",
+                                args.budget_minutes, "--quiet")
+    gen = pipeline.length_cap(args.max_len_b)
 
     step(3, f"average the last {args.average} checkpoints")
-    epochs = kept_checkpoints(ckpt_dir)
-    if not epochs:
+    kept = kept_checkpoints(ckpt_dir)
+    if not kept:
         raise ScriptError(f"no checkpoint to average in {ckpt_dir}: the budget ended before the first save; "
                           f"rerun with a larger --budget-minutes")
-    avg_inputs = [p for _, p in epochs[-args.average:]]
-    average = run_dir / "average.pt"
-    if stale(average, avg_inputs):
-        run([PY, str(SCRIPTS / "average.py"), "--inputs", *map(str, avg_inputs), "--out", str(average)],
-            what="scripts/average.py")
-    else:
-        log(f"{average} is newer than its inputs; reusing")
+    average, avg_inputs = pipeline.average(run_dir, kept, args.average, logfile=logfile)
+    log(f"{average.name}: the average of {', '.join(p.name for p in avg_inputs)}")
 
     if not args.no_valid_bleu:
-        step(4, f"valid BLEU of the kept checkpoints ({', '.join(p.name for _, p in epochs)})")
-        for _, p in epochs:
-            run([PY, str(SCRIPTS / "evaluate.py"), "--checkpoint", str(p), "--data", str(data_bin), "--split", "valid",
-                 "--out", str(run_dir / "valid_bleu" / p.stem), "--reuse", "--quiet", *gen], what="scripts/evaluate.py")
+        step(4, f"valid BLEU of the kept checkpoints ({', '.join(p.name for _, p in kept)})")
+        for _, p in kept:
+            r, reused = pipeline.evaluate(p, data_bin, "valid", run_dir / "valid_bleu" / p.stem, *gen, logfile=logfile)
+            log(f"{p.name}: valid tokenized BLEU {r['bleu_tokenized']:.2f}{reusing(reused)}")
     else:
         step(4, "valid BLEU per checkpoint: skipped (--no-valid-bleu)")
 
@@ -163,14 +151,14 @@ def main(argv=None):
     results = {}
     for name, ckpt in (("average", average), ("last", ckpt_dir / "checkpoint_last.pt")):
         out = run_dir / "eval" / f"{name}.{args.split}"
-        run([PY, str(SCRIPTS / "evaluate.py"), "--checkpoint", str(ckpt), "--data", str(data_bin), "--split",
-             args.split, "--out", str(out), "--reuse", "--quiet", *gen], what="scripts/evaluate.py")
-        results[name] = read_json(out / "results.json") | {"results_json": str(out / "results.json")}
+        r, reused = pipeline.evaluate(ckpt, data_bin, args.split, out, *gen, logfile=logfile)
+        results[name] = r | {"results_json": str(out / "results.json")}
+        log(f"{ckpt.name}: {args.split} tokenized BLEU {r['bleu_tokenized']:.2f}{reusing(reused)}")
 
     step(6, "plots")
     plots = run_dir / "plots"
-    run([PY, str(SCRIPTS / "plots.py"), "--runs", str(run_dir), "--labels", args.arch, "--checkpoint", str(average),
-         "--data", str(data_bin), "--split", args.split, "--out", str(plots)], what="scripts/plots.py")
+    pipeline.script("plots", "--runs", run_dir, "--labels", args.arch, "--checkpoint", average, "--data", data_bin,
+                    "--split", args.split, "--out", plots, logfile=logfile)
     pngs = [str(p) for p in sorted(plots.glob("*.png"))]
 
     avg, last = results["average"], results["last"]
@@ -208,6 +196,7 @@ def main(argv=None):
     for p in pngs:
         print(f"plot:       {p}")
     print(f"summary:    {run_dir / 'summary.json'}")
+    print(f"logs:       {logfile}, {run_dir / 'train.log'}")
     print(f"demo wall-clock (this invocation): {(time.time() - t0) / 60:.1f} min")
     print("=" * 78)
     return 0

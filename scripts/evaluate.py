@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Translate a split with fairseq-generate and score it: tokenized BLEU, detokenized sacreBLEU, chrF.
 
-    python scripts/evaluate.py --checkpoint runs/small/average.pt --data data-bin/multi30k.de-en --split test \\
+    python -m scripts.evaluate --checkpoint runs/small/average.pt --data data-bin/multi30k.de-en --split test \\
         --out runs/small/eval/average.test
 
 Decoding: fairseq-generate, beam 4, length penalty 1 (--beam, --lenpen; other fairseq-generate flags pass through),
@@ -22,10 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from script_utils import (USER_DIR, Parser, ScriptError, arg, check_data_dir, check_split, command_line,  # noqa: E402
-                    fairseq_cli, load_checkpoint, log, main_guard, model_args, read_json, run, versions,
-                    write_atomic, write_json)
+from datadir import layout
+from datadir.moses import Detokenizer
+
+from .checkpoint import arg, load_checkpoint, model_args
+from .cli import USER_DIR, Parser, ScriptError, command_line, fairseq_cli, log, main_guard, run, thread_env, versions
+from .files import read_json, write_atomic, write_json
+from .rundir import check_data_dir, check_split
 
 TRANSLATED = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in ([\d.]+)s \(([\d.]+) sentences/s, "
                         r"([\d.]+) tokens/s\)")
@@ -59,18 +61,11 @@ def in_order(by_id, n, what):
     return [by_id[i] for i in range(n)]
 
 
-def detokenize(lines, lang="en"):
-    from sacremoses import MosesDetokenizer
-
-    md = MosesDetokenizer(lang=lang)
-    return [md.detokenize(line.split(), unescape=True) for line in lines]
-
-
 def score(hyps_tok, refs_tok, hyps_detok, refs_raw):
     from sacrebleu.metrics import BLEU, CHRF
 
     out = {}
-    bleu = BLEU(tokenize="none")
+    bleu = BLEU(tokenize="none", force=True)  # tokenized on purpose: no "forgot to detokenize" warning
     s = bleu.corpus_score(hyps_tok, [refs_tok])
     out["bleu_tokenized"] = {"score": round(s.score, 2), "signature": str(bleu.get_signature()), "text": str(s),
                              "reference": "tok"}
@@ -89,6 +84,8 @@ def score(hyps_tok, refs_tok, hyps_detok, refs_raw):
 
 
 def checkpoint_info(path):
+    from cgc_fairseq.models import CGC_DEFAULTS  # the --cgc-* options
+
     state = load_checkpoint(path)
     margs = model_args(state)
     tied = set()  # fairseq's names of the copies of tied weights (one parameter in the model)
@@ -107,12 +104,11 @@ def checkpoint_info(path):
             "training_seconds": extra.get("previous_training_time"),
             "averaged_from": state.get("averaged_from"),
             "model": {k: arg(margs, k) for k in ("encoder_conv_type", "decoder_conv_type", "encoder_embed_dim",
-                                                   "encoder_layers", "decoder_layers", "cgc_context", "cgc_gate",
-                                                   "cgc_renorm", "cgc_where", "no_cgc")}}
+                                                   "encoder_layers", "decoder_layers", *CGC_DEFAULTS)}}
 
 
 def build_parser():
-    p = Parser.from_doc("evaluate.py", __doc__)
+    p = Parser.from_doc("evaluate", __doc__)
     p.add_argument("--checkpoint", required=True, help="a fairseq checkpoint (e.g. from average.py)")
     p.add_argument("--data", required=True, help="the data dir the model was trained on")
     p.add_argument("--split", default="test", help="test, valid, test1, ... (default: %(default)s)")
@@ -138,8 +134,9 @@ def main(argv=None):
     ckpt = Path(args.checkpoint)
     if not ckpt.is_file():
         raise ScriptError(f"checkpoint not found: {ckpt}")
-    ref_tok_path, ref_raw_path, src_tok_path = (data / "tok" / f"{args.split}.en", data / "raw" / f"{args.split}.en",
-                                                data / "tok" / f"{args.split}.de")
+    ref_tok_path, ref_raw_path, src_tok_path = (layout.tok_file(data, args.split, layout.TGT),
+                                                layout.raw_file(data, args.split, layout.TGT),
+                                                layout.tok_file(data, args.split, layout.SRC))
     if not ref_tok_path.is_file():
         raise ScriptError(f"missing tokenized reference {ref_tok_path}")
     options = {"beam": args.beam, "lenpen": args.lenpen, "max_tokens": args.max_tokens,
@@ -160,7 +157,7 @@ def main(argv=None):
         raise ScriptError(f"{ref_raw_path} has {len(refs_raw)} lines, {ref_tok_path} has {len(refs_tok)}")
 
     cmd = [fairseq_cli("fairseq-generate"), str(data.resolve()), "--user-dir", USER_DIR, "--path", str(ckpt),
-           "--source-lang", "de", "--target-lang", "en", "--gen-subset", args.split, "--beam", str(args.beam),
+           "--source-lang", layout.SRC, "--target-lang", layout.TGT, "--gen-subset", args.split, "--beam", str(args.beam),
            "--lenpen", str(args.lenpen), "--max-tokens", str(args.max_tokens), "--post-process", "sentencepiece",
            "--seed", "1", "--required-batch-size-multiple", "1"]  # fairseq drops a last batch not a multiple of 8
     if args.batch_size:
@@ -169,11 +166,12 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     log(f"translating {args.split} ({len(refs_tok)} lines) with {ckpt} (beam {args.beam}, lenpen {args.lenpen})")
     wall = run(cmd, stdout_path=out / "generate.txt", echo=not args.quiet, what="fairseq-generate",
-               env={"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)} if args.threads else None)
+               env=thread_env(args.threads))
     hyps_by_id, srcs_by_id, timing = parse_generate((out / "generate.txt").read_text())
     hyps = in_order(hyps_by_id, len(refs_tok), "hypotheses")
     srcs = in_order(srcs_by_id, len(refs_tok), "sources")
-    hyps_detok = detokenize(hyps)
+    detokenize = Detokenizer(layout.TGT)
+    hyps_detok = [detokenize(h) for h in hyps]
     write_atomic(out / "hyp.tok.en", "\n".join(hyps) + "\n")
     write_atomic(out / "hyp.detok.en", "\n".join(hyps_detok) + "\n")
     # the ids are input line numbers: the sources in id order must be DATA/tok/SPLIT.de (up to <unk>)

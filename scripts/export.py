@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Export a trained cgc_lightconv checkpoint for inference with torch.export, and check it against the eager model.
 
-    python scripts/export.py --checkpoint runs/small/average.pt --data data-bin/multi30k.de-en --out runs/small/export
+    python -m scripts.export --checkpoint runs/small/average.pt --data data-bin/multi30k.de-en --out runs/small/export
 
 Exported (cgc_fairseq/export.py), as torch.export ExportedPrograms with a dynamic batch size and lengths:
   OUT/encoder.pt2       src_tokens B x S (int64, left-padded, ending in EOS)
@@ -17,26 +16,29 @@ Check: the first --sentences sentences of --split, batched as fairseq batches th
 first three), through the saved-and-reloaded programs and through the eager model (full pass, and fairseq's
 incremental decoding step by step through the reference); every max |diff| must be <= --tolerance, else nothing is
 written.
-Writes OUT/*.pt2 (as NAME.tmp.pt2, renamed after the check) and OUT/export.json last (versions, shapes, dims,
+Writes OUT/*.pt2 (as NAME.tmp.pt2, renamed after the check, removed when it fails) and OUT/export.json last (versions, shapes, dims,
 special token ids, the check's diffs per batch).
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from script_utils import (Parser, ScriptError, arg, check_data_dir, check_split, command_line,  # noqa: E402
-                          load_checkpoint, log, main_guard, model_args, positive_int, versions, write_json)
+from datadir import layout
+
+from .checkpoint import arg, load_checkpoint, model_args
+from .cli import Parser, ScriptError, command_line, log, main_guard, positive_int, versions
+from .files import atomic_path, write_json
+from .rundir import check_data_dir, check_split
 
 FILES = ("encoder", "decoder", "decoder_step")
 DIFFS = ("encoder_out", "logits", "step_logits")
 
 
 def build_parser():
-    p = Parser.from_doc("export.py", __doc__)
+    p = Parser.from_doc("export", __doc__)
     p.add_argument("--checkpoint", required=True, help="a fairseq checkpoint of a cgc_lightconv arch")
     p.add_argument("--data", required=True, help="the data dir the model was trained on (dictionaries, the split)")
     p.add_argument("--out", required=True, help="output dir for the .pt2 files and export.json")
@@ -106,9 +108,8 @@ def main(argv=None):
     start = time.time()
     programs = export_model(model)
     export_seconds = time.time() - start
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = {name: out / f"{name}.tmp.pt2" for name in FILES}  # torch.export wants the .pt2 suffix
-    try:
+    with ExitStack() as stack:  # every file under its final name only when the check passes
+        tmp = {name: stack.enter_context(atomic_path(out / f"{name}.pt2")) for name in FILES}
         for name in FILES:
             torch.export.save(programs[name], tmp[name])
         loaded = {name: torch.export.load(tmp[name]).module() for name in FILES}  # check the files, not the memory
@@ -125,11 +126,6 @@ def main(argv=None):
         if max(worst.values()) > args.tolerance or not all(c["padding_mask_equal"] for c in checks):
             raise ScriptError(f"the exported model differs from the eager one: max |diff| "
                               f"{', '.join(f'{k} {v:.3g}' for k, v in worst.items())} (tolerance {args.tolerance:g})")
-        for name in FILES:
-            os.replace(tmp[name], out / f"{name}.pt2")
-    finally:
-        for path in tmp.values():
-            path.unlink(missing_ok=True)
 
     d = dims(model)
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
@@ -155,7 +151,8 @@ def main(argv=None):
         "dims": {name: {"min": int(dim.min), "max": int(dim.max) if isinstance(dim.max, int) else None}
                  for name, dim in d.items()},
         "example_shapes": EXAMPLE,
-        "dictionary": {"source": str((data / "dict.de.txt").resolve()), "target": str((data / "dict.en.txt").resolve()),
+        "dictionary": {"source": str(layout.dictionary_file(data, layout.SRC).resolve()),
+                       "target": str(layout.dictionary_file(data, layout.TGT).resolve()),
                        "source_size": len(src_dict), "target_size": V, "pad": tgt_dict.pad(), "eos": tgt_dict.eos(),
                        "bos": tgt_dict.bos(), "unk": tgt_dict.unk()},
         "limitations": ["float32 on CPU as exported (no autocast)", "no search: the caller writes the greedy or "

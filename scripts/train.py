@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 """Train a (context-gated) LightConv/DynamicConv translation model with fairseq-train, from a preset.
 
-    python scripts/train.py --data data-bin/multi30k.de-en --run-dir runs/small --preset small --budget-minutes 30
-    python scripts/train.py --data data-bin/iwslt14.de-en --run-dir runs/paper --preset paper \\
+    python -m scripts.train --data data-bin/multi30k.de-en --run-dir runs/small --preset small --budget-minutes 30
+    python -m scripts.train --data data-bin/iwslt14.de-en --run-dir runs/paper --preset paper \\
         --arch cgc_dynamicconv_iwslt_de_en
-    python scripts/train.py ... --arch lightconv_small --max-update 2000 --lr 1e-3   # extra flags go to fairseq
+    python -m scripts.train ... --arch lightconv_small --max-update 2000 --lr 1e-3   # extra flags go to fairseq
 
 Presets:
   paper  Wu et al. (2019) IWSLT'14 recipe for one GPU: *_iwslt_de_en archs, adam (0.9, 0.98), lr 5e-4, inverse_sqrt
@@ -19,6 +18,8 @@ Any fairseq-train flag not known here passes through (and overrides the preset).
 lightconv_iwslt_de_en defaults to DynamicConv; given that arch, this script adds --encoder-conv-type lightweight
 --decoder-conv-type lightweight unless you pass a conv type yourself. The run dir gets train.log
 (fairseq's JSON log), train.json (the exact fairseq command, preset, versions, status) and checkpoints/.
+fairseq's log is echoed to the console too; with --quiet the console gets a progress line instead (updates, loss,
+minutes left of the budget), at most one a minute.
 Valid loss is logged after each epoch; valid BLEU is computed afterwards on the kept epoch checkpoints
 (scripts/evaluate.py --split valid; scripts/demo.py does it), not with fairseq's --eval-bleu: that stores numpy
 arrays in the checkpoints, which torch >= 2.6 refuses to load with weights_only=True (fairseq-generate and
@@ -29,7 +30,7 @@ A finished run with the same command is not retrained (--force retrains from scr
 """
 from __future__ import annotations
 
-import os
+import json
 import shlex
 import shutil
 import sys
@@ -37,9 +38,9 @@ import time
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from script_utils import (USER_DIR, Parser, ScriptError, check_data_dir, check_split, command_line, fairseq_cli,  # noqa: E402
-                    log, main_guard, read_json, run, versions, write_json)
+from .cli import USER_DIR, Parser, ScriptError, command_line, fairseq_cli, log, main_guard, run, thread_env, versions
+from .files import atomic_path, read_json, write_json
+from .rundir import check_data_dir, check_split
 
 COMMON = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr-scheduler", "inverse_sqrt",
           "--warmup-init-lr", "1e-07", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
@@ -84,7 +85,7 @@ PRESETS = {
 
 
 def build_parser():
-    p = Parser.from_doc("train.py", __doc__)
+    p = Parser.from_doc("train", __doc__)
     p.add_argument("--data", required=True, help="fairseq data dir (from data-bin-prep/prepare.py)")
     p.add_argument("--run-dir", required=True, help="where train.log, train.json and checkpoints/ go")
     p.add_argument("--preset", choices=sorted(PRESETS), default="small", help="default: %(default)s")
@@ -101,6 +102,8 @@ def build_parser():
                         "robust when the cores are shared), torch's default for 'paper'")
     p.add_argument("--force", action="store_true", help="delete the run dir's checkpoints and train from scratch")
     p.add_argument("--dry-run", action="store_true", help="print the fairseq-train command and exit")
+    p.add_argument("--quiet", action="store_true",
+                   help="a progress line a minute on the console instead of fairseq's log (which is in train.log)")
     return p
 
 
@@ -154,10 +157,33 @@ def repair_resume_point(save_dir):
         log(f"{last} was truncated (kept as checkpoint_last.pt.corrupt) and no intact checkpoint is left: "
             "training starts from scratch")
         return
-    tmp = last.with_name("checkpoint_last.pt.tmp")
-    shutil.copyfile(kept[-1], tmp)
-    os.replace(tmp, last)
+    with atomic_path(last) as tmp:
+        shutil.copyfile(kept[-1], tmp)
     log(f"{last} was truncated (kept as checkpoint_last.pt.corrupt); resuming from {kept[-1].name}")
+
+
+class Progress:
+    """Called with each line of fairseq-train's output: prints updates, loss and the minutes left of the budget from
+    its train_inner records, at most once a minute."""
+
+    EVERY_SECONDS = 60
+
+    def __init__(self, budget_minutes):
+        self.budget = budget_minutes
+        self.printed = None
+
+    def __call__(self, line):
+        marker = "| train_inner | "
+        if marker not in line or (self.printed is not None and time.time() - self.printed < self.EVERY_SECONDS):
+            return
+        try:
+            record = json.loads(line.split(marker, 1)[1])
+            updates, loss, wall = int(float(record["num_updates"])), float(record["loss"]), float(record["wall"])
+        except (ValueError, KeyError):
+            return
+        left = f", {max(self.budget - wall / 60, 0):.1f} min left" if self.budget else ""
+        log(f"update {updates}, loss {loss:.3f}{left}")
+        self.printed = time.time()
 
 
 @main_guard
@@ -175,7 +201,6 @@ def main(argv=None):
         print(shlex.join(cmd))
         return 0
     threads = args.threads if args.threads is not None else (None if args.preset == "paper" else 1)
-    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else None
     meta_path = run_dir / "train.json"
     if meta_path.exists() and not args.force:
         meta = read_json(meta_path)
@@ -201,8 +226,10 @@ def main(argv=None):
     write_json(meta_path, meta)
     log(f"training {arch} ({args.preset} preset{f', budget {budget:g} min' if budget else ''}) on {args.data}"
         f" -> {run_dir}{' (resuming)' if resumed else ''}")
-    log("command: " + meta["fairseq_command_line"])
-    seconds = run(cmd, stdout_path=run_dir / "train.log", append=True, what="fairseq-train", env=env)
+    if not args.quiet:
+        log("command: " + meta["fairseq_command_line"])
+    seconds = run(cmd, stdout_path=run_dir / "train.log", append=True, what="fairseq-train", env=thread_env(threads),
+                  echo=not args.quiet, on_line=Progress(budget) if args.quiet else None)
     if not (save_dir / "checkpoint_last.pt").exists():
         raise ScriptError(f"fairseq-train finished but wrote no checkpoint in {save_dir}; see {run_dir / 'train.log'}")
     meta.update(status="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_seconds=round(seconds, 1))

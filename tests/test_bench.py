@@ -5,7 +5,8 @@ import statistics
 
 import pytest
 
-from tests.test_scripts import check_error, load_script, make_data_dir, script
+from scripts import bench, bench_models
+from tests.run_scripts import check_error, script
 
 MODELS = ["transformer", "lightconv", "dynamicconv", "cgc_lightconv", "cgc_dynamicconv", "nocgc_lightconv",
           "nocgc_dynamicconv"]
@@ -13,9 +14,9 @@ DECODE = {"sentences": 5, "len": 4}
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory):
+def benched(tmp_path_factory, synthetic_data):
     root = tmp_path_factory.mktemp("bench")
-    data = make_data_dir(root / "data")
+    data = synthetic_data
     out = root / "out"
     script("bench", "--data", data, "--out", out, "--sizes", "small", "--tiny", "--repeats", 2, "--warmup", 1,
            "--steps", 1, "--max-tokens", 500, "--models", *MODELS, "--decode-sentences", DECODE["sentences"], "--decode-len",
@@ -23,10 +24,10 @@ def bench(tmp_path_factory):
     return {"data": data, "out": out, "report": json.loads((out / "bench.json").read_text())}
 
 
-def test_report(bench):
-    report, out = bench["report"], bench["out"]
+def test_report(benched):
+    report, out = benched["report"], benched["out"]
     assert list(report["sizes"]) == ["small"] and list(report["sizes"]["small"]["models"]) == MODELS
-    assert report["machine"]["torch_threads"] == 1 and report["versions"]["torch"] and "bench.py" in report["command"]
+    assert report["machine"]["torch_threads"] == 1 and report["versions"]["torch"] and "scripts.bench" in report["command"]
     tokens = report["data"]["train_target_tokens"]
     assert tokens == sum(b["target_tokens"] for b in report["data"]["train_batches"]) > 0
     convs = {}
@@ -52,8 +53,8 @@ def test_report(bench):
     assert not list(out.glob("*.tmp"))
 
 
-def test_ratios_follow_from_the_raw_numbers(bench):
-    size = bench["report"]["sizes"]["small"]
+def test_ratios_follow_from_the_raw_numbers(benched):
+    size = benched["report"]["sizes"]["small"]
     models, ratios = size["models"], size["ratios"]
     assert set(ratios) == {"cgc_lightconv/lightconv", "cgc_dynamicconv/dynamicconv",
                            "cgc_lightconv/nocgc_lightconv", "cgc_dynamicconv/nocgc_dynamicconv"}
@@ -78,15 +79,14 @@ def test_ratios_follow_from_the_raw_numbers(bench):
             best(g, "decode_sentences_per_second") / best(u, "decode_sentences_per_second"))
 
 
-def test_rerender_from_json(bench, tmp_path):
-    script("bench", "--data", "unused", "--out", tmp_path, "--from-json", bench["out"] / "bench.json")
-    assert (tmp_path / "bench.md").read_text() == (bench["out"] / "bench.md").read_text()
+def test_rerender_from_json(benched, tmp_path):
+    script("bench", "--data", "unused", "--out", tmp_path, "--from-json", benched["out"] / "bench.json")
+    assert (tmp_path / "bench.md").read_text() == (benched["out"] / "bench.md").read_text()
     assert (tmp_path / "bench.png").stat().st_size > 10_000
 
 
 def test_configs():
     """The fairseq arch and conv type of every model at both sizes; one recipe, shared embeddings, for all."""
-    bench = load_script("bench")
     args = bench.build_parser().parse_args(["--data", "unused", "--out", "unused"])
     want = {("small", "lightconv"): ("lightconv_small", "lightweight"),
             ("small", "cgc_dynamicconv"): ("cgc_dynamicconv_small", "dynamic"),
@@ -96,19 +96,19 @@ def test_configs():
             ("iwslt", "cgc_dynamicconv"): ("cgc_dynamicconv_iwslt_de_en", "dynamic"),
             ("iwslt", "nocgc_lightconv"): ("cgc_lightconv_iwslt_de_en", "lightweight")}
     for (size, model), (arch, conv) in want.items():
-        cfg = bench.model_config(args, size, model)[0].model
+        cfg = bench_models.model_config(args, size, model)[0].model
         assert (cfg.arch, cfg.encoder_conv_type, cfg.decoder_conv_type) == (arch, conv, conv)
         assert cfg.share_all_embeddings and cfg.encoder_embed_dim == (256 if size == "small" else 512)
-    assert bench.model_config(args, "small", "nocgc_dynamicconv")[0].model.no_cgc
-    assert not bench.model_config(args, "small", "cgc_dynamicconv")[0].model.no_cgc
-    small = bench.model_config(args, "small", "transformer")[0].model
+    assert bench_models.model_config(args, "small", "nocgc_dynamicconv")[0].model.no_cgc
+    assert not bench_models.model_config(args, "small", "cgc_dynamicconv")[0].model.no_cgc
+    small = bench_models.model_config(args, "small", "transformer")[0].model
     assert (small.arch, small.encoder_embed_dim, small.encoder_ffn_embed_dim, small.encoder_layers,
             small.decoder_layers, small.encoder_attention_heads) == ("transformer_iwslt_de_en", 256, 1024, 3, 3, 4)
-    assert bench.model_config(args, "iwslt", "transformer")[0].model.encoder_layers == 6
+    assert bench_models.model_config(args, "iwslt", "transformer")[0].model.encoder_layers == 6
 
 
-def test_errors(bench, tmp_path):
-    data = bench["data"]
+def test_errors(benched, tmp_path):
+    data = benched["data"]
     check_error(script("bench", "--data", tmp_path / "missing", "--out", tmp_path / "o", check=False),
                 "data dir not found", "missing")
     check_error(script("bench", "--data", data, "--out", tmp_path / "o", "--models", "lstm", check=False),

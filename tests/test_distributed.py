@@ -7,8 +7,8 @@ import sys
 
 from fairseq import checkpoint_utils
 
-from tests.test_end_to_end import ARCH_FLAGS, BIN, reverse_task  # noqa: F401  (reverse_task is a fixture)
 from tests.helpers import REPO, USER_DIR
+from tests.reverse_task import ARCH_FLAGS, BIN
 
 FLAGS = ("--dropout 0.0 --weight-dropout 0.0 --optimizer adam --lr 5e-3 --lr-scheduler inverse_sqrt "
          "--warmup-updates 50 --max-tokens 1000 --max-update 20 --seed 1 --num-workers 0 --no-epoch-checkpoints "
@@ -25,9 +25,9 @@ def train_inner(output):
 
 def test_two_cpu_ranks_match_one_process_with_update_freq_2(reverse_task, tmp_path):
     args = [str(reverse_task / "bin"), "--user-dir", USER_DIR, "--arch", "cgc_lightconv_small", *ARCH_FLAGS, *FLAGS]
-    ddp = subprocess.run([sys.executable, str(REPO / "scripts" / "ddp_cpu.py"), "--nproc", "2",
+    ddp = subprocess.run([sys.executable, "-m", "scripts.ddp_cpu", "--nproc", "2",
                           "--log-dir", str(tmp_path), "--", *args, "--save-dir", str(tmp_path / "ddp")],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, cwd=REPO)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert "Traceback" not in (tmp_path / "rank-1.log").read_text()  # rank 1 exited 0 (ddp_cpu checks every rank)
     single = subprocess.run([str(BIN / "fairseq-train"), *args, "--cpu", "--update-freq", "2",

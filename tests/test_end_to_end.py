@@ -1,52 +1,21 @@
 """End to end through fairseq's own command-line tools: preprocess, train (--user-dir), generate, interactive.
 
-The task is generated here: reverse a random sequence over 12 words. A model that learned nothing scores far
-below the threshold; the identity (copy the source) is reported as the chance level.
+The task (tests/reverse_task.py, the `reverse_task` fixture): reverse a random sequence over 12 words. A model that
+learned nothing scores far below the threshold; the identity (copy the source) is reported as the chance level.
 """
 import math
-import os
-import random
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import sacrebleu
 
 from tests.helpers import USER_DIR
+from tests.reverse_task import ARCH_FLAGS, run
 
-BIN = Path(sys.executable).parent
-ARCH_FLAGS = ("--encoder-embed-dim 32 --decoder-embed-dim 32 --encoder-ffn-embed-dim 64 --decoder-ffn-embed-dim 64 "
-              "--encoder-layers 2 --decoder-layers 2 --encoder-kernel-size-list [3,5] --decoder-kernel-size-list [3,5] "
-              "--encoder-attention-heads 4 --decoder-attention-heads 4 --share-all-embeddings").split()
 TRAIN_FLAGS = ("--dropout 0.0 --weight-dropout 0.0 --optimizer adam --lr 5e-3 --lr-scheduler inverse_sqrt "
                "--warmup-updates 50 --max-tokens 1000 --max-update 400 --seed 1 --cpu --num-workers 0 "
                "--no-epoch-checkpoints --required-batch-size-multiple 1 --log-format simple --log-interval 50").split()
 MIN_BLEU = 60.0  # measured 99.7-100 after 400 updates for both variants; copying the source scores ~12
-
-
-def run(*cmd, stdin=None):
-    # one thread: a tiny model gains nothing from more, and oversubscribed cores slow it down many times over
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(BIN / cmd[0]), *cmd[1:]], input=stdin, capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, f"{cmd[0]} failed:\n{proc.stderr[-3000:]}"
-    return proc.stdout
-
-
-@pytest.fixture(scope="module")
-def reverse_task(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reverse")
-    rng = random.Random(0)
-    words = [f"w{i}" for i in range(12)]
-    for split, n in (("train", 3000), ("valid", 100), ("test", 100)):
-        src = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 8))) for _ in range(n)]
-        (root / f"{split}.src").write_text("\n".join(src) + "\n")
-        (root / f"{split}.tgt").write_text("\n".join(" ".join(s.split()[::-1]) for s in src) + "\n")
-    run("fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--joined-dictionary",
-        "--trainpref", root / "train", "--validpref", root / "valid", "--testpref", root / "test",
-        "--destdir", root / "bin", "--workers", "1")
-    return root
 
 
 def hypotheses(output):

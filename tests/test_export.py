@@ -3,14 +3,13 @@ scripts/export.py): the programs, saved and reloaded, against the eager model at
 export example's, with padding and a beam reordering; the refusals; the CLI on a tiny checkpoint."""
 import io
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from fairseq.data import indexed_dataset
 
 from cgc_fairseq.export import EXAMPLE, compare, export_model
+from scripts import export as export_script
 from tests.helpers import TINY, build, dictionary, parse, randomize_gates, tokens
 
 TOL = 1e-5  # measured max |exported - eager|: 0.0 for all three (the graphs run eager's ATen ops, one by one)
@@ -96,17 +95,6 @@ def test_fairseq_lightconv_is_refused():
 # ---- the CLI, in-process (the imports are already paid), on a tiny untrained checkpoint and a hand-made data dir
 
 
-def load_script(name):
-    import importlib.util
-
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
-    sys.path.insert(0, str(scripts))
-    spec = importlib.util.spec_from_file_location(f"cgc_scripts_{name}", scripts / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def data_dir(path, vocab, n=6):
     """dict.{de,en}.txt and a binarized valid split of n random sentences (lengths 2..12)."""
     path.mkdir()
@@ -135,12 +123,11 @@ def checkpoint(path, arch, vocab):
 
 
 def test_cli(tmp_path, capsys):
-    export = load_script("export")
     vocab = dictionary()
     data = data_dir(tmp_path / "data", vocab)
     ckpt = checkpoint(tmp_path / "model.pt", "cgc_dynamicconv_small", vocab)
     out = tmp_path / "export"
-    assert export.main(["--checkpoint", str(ckpt), "--data", str(data), "--out", str(out), "--sentences", "5"]) == 0
+    assert export_script.main(["--checkpoint", str(ckpt), "--data", str(data), "--out", str(out), "--sentences", "5"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["decoder.pt2", "decoder_step.pt2", "encoder.pt2", "export.json"]
     res = json.loads((out / "export.json").read_text())
     assert res["arch"] == "cgc_dynamicconv_small" and res["check"]["passed"] and res["versions"]["torch"]
@@ -169,7 +156,7 @@ def test_cli(tmp_path, capsys):
              "data dir not found": ["--checkpoint", str(ckpt), "--data", str(tmp_path / "nodata")],
              "unknown split 'test'": ["--checkpoint", str(ckpt), "--data", str(data), "--split", "test"]}
     for needle, argv in cases.items():
-        assert export.main([*argv, "--out", str(tmp_path / "bad")]) == 1, needle
+        assert export_script.main([*argv, "--out", str(tmp_path / "bad")]) == 1, needle
         err = capsys.readouterr().err.strip().splitlines()
         assert err and err[-1].startswith("error: ") and needle in err[-1], (needle, err)
     assert not (tmp_path / "bad").exists()

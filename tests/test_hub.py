@@ -1,15 +1,15 @@
 """cgc_fairseq.hub's `moses_lc` tokenizer: the data preparation's tokenization, from the manifest's settings.
 (Translation through from_pretrained is tested in test_scripts.py, on the model trained there.)"""
+import importlib
 import json
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from text import tokenize_lines  # data-bin-prep/text.py (pytest's pythonpath)
 
 from cgc_fairseq.hub import MosesLowercaseTokenizer, from_pretrained
+from datadir.moses import Tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
 SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im \"Schnee\" -- und rennen!",
              "Das ist's: 3,5 km über die Brücke...", "Eine Frau (mit Hut) läuft.", "Kinder spielen  im   Park."]
 
@@ -29,13 +29,12 @@ def test_encode_lowercases_and_escapes(tmp_path):
 
 @pytest.mark.parametrize("corpus", ["multi30k", "iwslt14"])
 def test_same_as_data_preparation(tmp_path, corpus):
-    """With a corpus's manifest settings the hub tokenizes exactly as data-bin-prep does."""
-    sys.path.insert(0, str(REPO / "data-bin-prep"))
-    text = pytest.importorskip("text")
-    if not hasattr(text, "SETTINGS") or corpus not in text.SETTINGS:
-        pytest.skip("data-bin-prep/text.py has no SETTINGS for " + corpus)
-    ours = tokenizer(tmp_path, text.SETTINGS[corpus], lang="de")
-    theirs = text.Tokenizer("de", corpus)
+    """With a corpus's manifest settings the hub tokenizes exactly as data-bin-prep does: its recipe's settings,
+    through the tokenizer of its parallel tokenization."""
+    recipe = importlib.import_module(corpus)  # data-bin-prep/CORPUS.py
+    ours = tokenizer(tmp_path, recipe.TOKENIZER, lang="de")
+    assert ours.encode(SENTENCES[0]) == tokenize_lines(SENTENCES[:1], "de", recipe.TOKENIZER)[0]
+    theirs = Tokenizer("de", recipe.TOKENIZER)
     for s in SENTENCES:
         assert ours.encode(s) == theirs(s), s
 

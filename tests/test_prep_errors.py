@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-PREP_DIR = REPO / "data-bin-prep"
-PREPARE = PREP_DIR / "prepare.py"
-if str(PREP_DIR) not in sys.path:
-    sys.path.insert(0, str(PREP_DIR))
+import common
+import pipeline
 
-import common  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+PREPARE = REPO / "data-bin-prep" / "prepare.py"
 
 SPLITS = ("train", "val", "test_2016_flickr", "test_2017_flickr")
 
@@ -157,7 +155,7 @@ def test_bad_arguments(tmp_path):
 
 def test_fairseq_preprocess_failure_is_one_line(tmp_path):
     with pytest.raises(common.PrepError) as e:
-        common.fairseq_preprocess(tmp_path / "bin", tmp_path / "no" / "train",
+        pipeline.fairseq_preprocess(tmp_path / "bin", tmp_path / "no" / "train",
                                   tmp_path / "no" / "valid", [tmp_path / "no" / "test"], 1)
     msg = str(e.value)
     assert msg.startswith("fairseq-preprocess failed (exit") and "\n" not in msg

@@ -3,12 +3,10 @@ a rerun that reuses everything, and one-line errors."""
 import json
 import os
 import statistics
-import subprocess
-import sys
 
 import pytest
 
-from tests.test_scripts import PY, SCRIPTS, make_data_dir
+from tests.run_scripts import script
 
 TINY = ["--preset", "tiny", "--max-update", "12", "--save-every", "4", "--curve-every", "4", "--average", "2",
         "--max-len-b", "24", "--gate-sentences", "3", "--seeds", "1", "2",
@@ -21,14 +19,13 @@ def updates(checkpoint_name):
 
 
 def race(*args):
-    return subprocess.run([PY, str(SCRIPTS / "race.py"), *map(str, args)], capture_output=True, text=True,
-                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=900)
+    return script("race", *args, check=False, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=900)
 
 
 @pytest.fixture(scope="module")
-def raced(tmp_path_factory):
+def raced(tmp_path_factory, synthetic_data):
     root = tmp_path_factory.mktemp("race")
-    data = make_data_dir(root / "data")
+    data = synthetic_data
     proc = race("--data", data, "--out", root / "out", *TINY)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"data": data, "out": root / "out", "report": json.loads((root / "out" / "race.json").read_text())}

@@ -4,11 +4,13 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
-from tests.test_scripts import PY, SCRIPTS, make_data_dir, script
+from tests.helpers import REPO
+from tests.run_scripts import script
 
 TRAIN = ("--preset", "tiny", "--max-update", 40, "--save-interval-updates", 10)
 TOLERANCE = 1e-3  # measured: killed after update 10 or 20, the resumed run ends at 40 with the same valid loss (4.718 = 4.718 as logged)
@@ -22,22 +24,18 @@ def final_valid(run):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_data_dir(tmp_path_factory.mktemp("resume") / "data")
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(data, tmp_path_factory):
+def uninterrupted(synthetic_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("uninterrupted")
-    script("train", "--data", data, "--run-dir", run, *TRAIN)
+    script("train", "--data", synthetic_data, "--run-dir", run, *TRAIN)
     return run
 
 
-def test_sigkill_then_resume_matches_an_uninterrupted_run(data, uninterrupted, tmp_path):
+def test_sigkill_then_resume_matches_an_uninterrupted_run(synthetic_data, uninterrupted, tmp_path):
+    data = synthetic_data
     run = tmp_path / "killed"
     last = run / "checkpoints" / "checkpoint_last.pt"
-    proc = subprocess.Popen([PY, str(SCRIPTS / "train.py"), "--data", str(data), "--run-dir", str(run),
-                             *map(str, TRAIN)], start_new_session=True,
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.train", "--data", str(data), "--run-dir", str(run),
+                             *map(str, TRAIN)], start_new_session=True, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:
@@ -55,7 +53,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(data, uninterrupted, t
     assert abs(loss - expected_loss) <= TOLERANCE, (loss, expected_loss)
 
 
-def test_truncated_checkpoint_last_is_set_aside(data, uninterrupted, tmp_path):
+def test_truncated_checkpoint_last_is_set_aside(synthetic_data, uninterrupted, tmp_path):
+    data = synthetic_data
     import shutil
 
     run = tmp_path / "truncated"

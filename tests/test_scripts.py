@@ -1,118 +1,25 @@
 """scripts/: a tiny synthetic run through train -> average -> evaluate -> plots, the hub interface, and the
-one-line errors. One module-scoped fixture builds the data dir and trains once; everything else reuses it."""
+one-line errors. One module-scoped fixture trains once on the session's synthetic data dir; everything else reuses it."""
 import json
-import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = REPO / "scripts"
-PY = sys.executable
-sys.path.insert(0, str(SCRIPTS))
-
-
-def load_script(name):
-    """scripts/NAME.py as a module with a name that cannot clash with other tests' modules (data-bin-prep also has
-    a common.py, text.py, ...)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"cgc_scripts_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-import script_utils as common  # noqa: E402  (a unique name; evaluate.py etc. import it the same way)
-
-# A word-for-word German -> English task; cased raw text with attached punctuation, like a real corpus.
-LEXICON = {
-    "ein": "a", "eine": "a", "der": "the", "die": "the", "das": "the", "mann": "man", "frau": "woman",
-    "kind": "child", "hund": "dog", "katze": "cat", "fährt": "rides", "sieht": "sees", "hält": "holds",
-    "fahrrad": "bike", "ball": "ball", "rot": "red", "blau": "blue", "groß": "big", "klein": "small",
-    "und": "and", "mit": "with", "im": "in the", "park": "park", "wasser": "water", "läuft": "runs",
-}
-
-
-def sentence_pair(rng):
-    n = rng.randint(3, 8)
-    words = [rng.choice(sorted(LEXICON)) for _ in range(n)]
-    de = " ".join(words)
-    en = " ".join(LEXICON[w] for w in words)
-    punct = rng.choice([".", ".", "!", "?"])
-    return de[0].upper() + de[1:] + punct, en[0].upper() + en[1:] + punct
-
-
-def make_data_dir(out, sizes=(("train", 400), ("valid", 20), ("test", 30))):
-    """A data dir in the layout of data-bin-prep/prepare.py (binaries, dicts, spm.model, tok/, raw/, manifest)."""
-    import sentencepiece as spm
-    from sacremoses import MosesTokenizer
-
-    rng = random.Random(0)
-    out = Path(out)
-    for sub in ("raw", "tok", "spm"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    toks = {lang: MosesTokenizer(lang) for lang in ("de", "en")}
-    manifest = {"corpus": "synthetic", "splits": {}, "vocab_size": 120,
-                "tokenizer": {"pipeline": ["lowercase", "moses_tokenize"], "normalize_punct": False, "escape": True,
-                              "lowercase": True, "lowercase_first": True, "aggressive_dash_splits": False,
-                              "split_final_period": False}}
-    for split, n in sizes:
-        pairs = [sentence_pair(rng) for _ in range(n)]
-        manifest["splits"][split] = {"source": f"synthetic-{split}", "lines": n}
-        for i, lang in enumerate(("de", "en")):
-            raw = [p[i] for p in pairs]
-            tok = [toks[lang].tokenize(s.lower(), escape=True, return_str=True) for s in raw]
-            if split != "train":
-                (out / "raw" / f"{split}.{lang}").write_text("\n".join(raw) + "\n")
-            (out / "tok" / f"{split}.{lang}").write_text("\n".join(tok) + "\n")
-    spm.SentencePieceTrainer.train(
-        input=[str(out / "tok" / f"train.{l}") for l in ("de", "en")], model_prefix=str(out / "spm"),
-        vocab_size=120, model_type="bpe", character_coverage=1.0, hard_vocab_limit=False, minloglevel=2)
-    sp = spm.SentencePieceProcessor(model_file=str(out / "spm.model"))
-    for split, _ in sizes:
-        for lang in ("de", "en"):
-            lines = (out / "tok" / f"{split}.{lang}").read_text().splitlines()
-            (out / "spm" / f"{split}.{lang}").write_text(
-                "\n".join(" ".join(sp.encode(l, out_type=str)) for l in lines) + "\n")
-    subprocess.run([str(Path(PY).parent / "fairseq-preprocess"), "--source-lang", "de", "--target-lang", "en",
-                    "--joined-dictionary", "--workers", "1", "--destdir", str(out),
-                    *[a for split, _ in sizes for a in (f"--{'train' if split == 'train' else split}pref",
-                                                       str(out / "spm" / split))]],
-                   check=True, capture_output=True)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return out
-
-
-def script(name, *args, check=True):
-    proc = subprocess.run([PY, str(SCRIPTS / f"{name}.py"), *map(str, args)], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def check_error(proc, *needles):
-    """A one-line `error: ...` naming the problem, non-zero exit, no traceback."""
-    assert proc.returncode != 0
-    err = proc.stderr.strip().splitlines()
-    assert err and err[-1].startswith("error: "), proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    for n in needles:
-        assert n in err[-1], err[-1]
-
+from scripts import demo, evaluate, rundir
+from scripts.checkpoint import load_checkpoint
+from scripts.cli import ScriptError
+from tests.run_scripts import check_error, script
 
 SHORT = ("--max-len-a", 0, "--max-len-b", 24)  # a barely trained model may babble to fairseq's 200 tokens
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, synthetic_data):
     """Synthetic data dir; tiny training for 3 epochs; average of the last 2; evaluation (twice, with different
     batch orders); plots. Everything the tests below look at."""
     root = tmp_path_factory.mktemp("scripts")
-    data = make_data_dir(root / "data")
+    data = synthetic_data
     run = root / "run"
     script("train", "--data", data, "--run-dir", run, "--preset", "tiny", "--max-update", 1000, "--max-epoch", 3)
     ckpts = run / "checkpoints"
@@ -144,8 +51,8 @@ def test_train_run_dir(trained):
 
 def test_average_is_the_mean(trained):
     ckpts = trained["ckpts"]
-    a, b = (common.load_checkpoint(ckpts / f"checkpoint{i}.pt")["model"] for i in (2, 3))
-    avg = common.load_checkpoint(trained["run"] / "average.pt")
+    a, b = (load_checkpoint(ckpts / f"checkpoint{i}.pt")["model"] for i in (2, 3))
+    avg = load_checkpoint(trained["run"] / "average.pt")
     assert avg["averaged_from"] == [str(ckpts / "checkpoint2.pt"), str(ckpts / "checkpoint3.pt")]
     assert avg["model"].keys() == a.keys()
     for k, v in avg["model"].items():
@@ -198,25 +105,21 @@ def test_hypotheses_in_input_order(trained):
 
 
 def test_parse_generate_sorts_by_id():
-    evaluate = load_script("evaluate")
-
     text = "\n".join(["S-2\tc", "H-2\t-0.1\tz", "S-0\ta", "H-0\t-0.2\tx", "S-1\tb", "H-1\t-0.3\t",
                       "Translated 3 sentences (9 tokens) in 0.5s (6.00 sentences/s, 18.00 tokens/s)"])
     hyps, srcs, timing = evaluate.parse_generate(text)
     assert evaluate.in_order(hyps, 3, "hypotheses") == ["x", "", "z"]
     assert evaluate.in_order(srcs, 3, "sources") == ["a", "b", "c"]
     assert timing["sentences"] == 3 and timing["sentences_per_second"] == 6.0
-    with pytest.raises(common.ScriptError, match="returned 3 hypotheses for 4"):
+    with pytest.raises(ScriptError, match="returned 3 hypotheses for 4"):
         evaluate.in_order(hyps, 4, "hypotheses")
 
 
 def test_plots(trained):
-    plots = load_script("plots")
-
     out = trained["run"] / "plots"
     for name in ("curves.png", "gates_encoder.png", "gates_decoder.png"):
         assert (out / name).stat().st_size > 10_000, name
-    curves = plots.run_curves(trained["run"])
+    curves = rundir.run_curves(trained["run"])
     assert len(curves["train"]) >= 3 and len(curves["valid"]) == 3 and len(curves["bleu"]) == 1
     assert all(w is not None for _, w, _ in curves["valid"])
 
@@ -258,8 +161,6 @@ def test_help():
 
 
 def test_demo_corpus_choice(tmp_path):
-    demo = load_script("demo")
-
     release = tmp_path / "iwslt" / "de-en"
     release.mkdir(parents=True)
     assert demo.find_iwslt14([tmp_path / "iwslt"]) is None

@@ -1,0 +1,234 @@
+"""The tail every corpus recipe shares: its outputs' paths, parallel tokenization of a de/en pair, sentencepiece
+training and encoding, fairseq-preprocess, the manifest and the printed summary.
+
+A recipe (iwslt14.py, multi30k.py) writes DIR/tok/ and DIR/raw/, then calls finish() and write_manifest().
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import common
+import text
+from common import PrepError, Steps, log, read_lines, write_lines
+from datadir import layout
+from datadir.layout import LANGS
+
+SPM_DEFAULTS = {
+    "model_type": "bpe",
+    "character_coverage": 1.0,
+    # every training sentence, in file order: deterministic for a given input
+    "input_sentence_size": 0,
+    "shuffle_input_sentence": False,
+    "hard_vocab_limit": False,  # tiny corpora (tests) may not reach vocab_size
+    "max_sentence_length": 65536,
+    "split_digits": False,
+}
+
+
+def paths(out: Path, kind: str, splits, langs=LANGS) -> list[Path]:
+    """DIR/KIND/SPLIT.LANG for every split and language (KIND: layout.TOK, RAW or SPM)."""
+    return [layout.text_file(out, kind, s, l) for s in splits for l in langs]
+
+
+def hash_inputs(files: dict[str, Path]) -> dict[str, dict]:
+    return {name: {"path": str(p), "sha256": common.sha256_file(p)} for name, p in sorted(files.items())}
+
+
+def hashes(files) -> dict[str, str]:
+    return {str(p): common.sha256_file(p) for p in files}
+
+
+def tokenize_pair(lines: dict[str, list[str]], settings: dict, workers: int, what: str):
+    return {l: text.tokenize_lines(lines[l], l, settings, workers, desc=f"tokenize {what}.{l}") for l in LANGS}
+
+
+def check_pair(a: list, b: list, name_a: str, name_b: str) -> None:
+    if len(a) != len(b):
+        raise PrepError(f"line-count mismatch: {name_a} has {len(a)} lines, {name_b} has {len(b)}")
+
+
+def fidelity(out: Path, refs: dict[str, Path | None], split: str) -> dict:
+    """Agreement of tok/{split}.{l} with a reference tokenization."""
+    report = {}
+    for l, ref in refs.items():
+        ours = layout.tok_file(out, split, l)
+        if ref is None or not ours.is_file():
+            continue
+        r = common.compare_lines(read_lines(ours), read_lines(ref))
+        r["reference"] = str(ref)
+        report[l] = r
+    return report
+
+
+def _fresh_tmp_dir(parent: Path, name: str) -> Path:
+    """An empty scratch directory with a fixed name (outputs stay byte-reproducible)."""
+    common.ensure_dir(parent)
+    d = Path(parent) / name
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir()
+    return d
+
+
+def train_spm(inputs: Sequence[Path], out_dir: Path, vocab_size: int, threads: int) -> dict:
+    """Train one joint sentencepiece model; writes OUT/spm.model and OUT/spm.vocab."""
+    import sentencepiece as spm
+
+    tmpdir = _fresh_tmp_dir(out_dir, ".spm.tmp")  # fixed name: it is recorded in spm.model
+    try:
+        options = dict(SPM_DEFAULTS, vocab_size=int(vocab_size), num_threads=int(threads))
+        try:
+            spm.SentencePieceTrainer.train(input=",".join(str(p) for p in inputs), model_prefix=str(tmpdir / "spm"),
+                                           minloglevel=2, **options)
+        except (RuntimeError, OSError) as e:
+            raise PrepError(f"sentencepiece training failed: {str(e).splitlines()[0]}") from None
+        for name in (layout.SPM_VOCAB, layout.SPM_MODEL):  # model last: it is what "done" looks for
+            os.replace(tmpdir / name, out_dir / name)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return options
+
+
+def spm_encode_file(model: Path, src: Path, dst: Path, threads: int) -> int:
+    """Encode a tokenized text file into space-separated pieces; returns #pieces."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    lines = read_lines(src)
+    pieces = sp.encode(lines, out_type=str, num_threads=int(threads)) if lines else []
+    write_lines(dst, (" ".join(p) for p in pieces))
+    return sum(len(p) for p in pieces)
+
+
+def fairseq_preprocess(out: Path, trainpref: Path, validpref: Path, testprefs: Sequence[Path],
+                       workers: int) -> list[Path]:
+    """Binarize with a joined dictionary; fairseq files land in ``out``.
+
+    Runs in a temporary directory and moves the results in afterwards, so an interrupted run leaves no
+    finished-looking binaries.
+    """
+    tmpdir = _fresh_tmp_dir(out, ".bin.tmp")  # fixed name: it is recorded in preprocess.log
+    cmd = [sys.executable, "-m", "fairseq_cli.preprocess", "--source-lang", layout.SRC, "--target-lang", layout.TGT,
+           "--trainpref", str(trainpref), "--validpref", str(validpref),
+           "--testpref", ",".join(str(p) for p in testprefs), "--destdir", str(tmpdir), "--joined-dictionary",
+           "--workers", str(max(1, int(workers)))]
+    try:
+        log("  $ " + " ".join(cmd[2:]))
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            lines = [l for l in proc.stdout.splitlines() if l.strip()]
+            last = lines[-1].strip() if lines else "no output"
+            raise PrepError(f"fairseq-preprocess failed (exit {proc.returncode}): {last[:300]}")
+        produced = sorted(p for p in tmpdir.iterdir() if p.is_file())
+        moved = []
+        # dictionaries last: binaries + dicts are only "done" with the stamp anyway
+        for p in sorted(produced, key=lambda p: p.name.startswith("dict.")):
+            os.replace(p, out / p.name)
+            moved.append(out / p.name)
+        return moved
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def finish(args, out: Path, steps: Steps, splits: list[str]) -> None:
+    """sentencepiece training, encoding, fairseq-preprocess of tok/ (the steps spm, encode, binarize)."""
+    train_tok = paths(out, layout.TOK, ["train"])
+    spm_model = layout.spm_model(out)
+    steps.run("spm", {"inputs": hashes(train_tok), "vocab_size": args.vocab_size, "options": SPM_DEFAULTS},
+              [spm_model, out / layout.SPM_VOCAB], lambda: train_spm(train_tok, out, args.vocab_size, args.workers))
+
+    tok_files = paths(out, layout.TOK, splits)
+    spm_files = paths(out, layout.SPM, splits)
+
+    def do_encode():
+        from tqdm import tqdm
+
+        for src, dst in tqdm(list(zip(tok_files, spm_files)), desc="spm encode", leave=False):
+            spm_encode_file(spm_model, src, dst, args.workers)
+
+    steps.run("encode", {"model": common.sha256_file(spm_model), "inputs": hashes(tok_files)}, spm_files, do_encode)
+
+    tests = [s for s in splits if s.startswith("test")]
+    bin_files = [layout.binary_file(out, s, l, ext) for s in splits for l in LANGS for ext in ("bin", "idx")]
+    bin_files += [layout.dictionary_file(out, l) for l in LANGS]
+    spm_prefix = lambda split: out / layout.SPM / split  # noqa: E731
+    steps.run("binarize", {"inputs": hashes(spm_files), "tests": tests}, bin_files,
+              lambda: fairseq_preprocess(out, spm_prefix("train"), spm_prefix("valid"),
+                                         [spm_prefix(t) for t in tests], args.workers))
+
+
+def _mode(args) -> str:
+    return "eval-only" if getattr(args, "eval_only", False) else "full"
+
+
+def write_manifest(args, out: Path, tokenizer: dict, split_sources: dict, inputs: dict, extra: dict,
+                   t0: float, steps: Steps) -> dict:
+    """DIR/manifest.json (kept as it is when no step ran); returns it."""
+    path = layout.manifest_file(out)
+    if not steps.ran and path.is_file() and not args.force:
+        try:  # nothing changed: keep the manifest of the run that made the outputs
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if old.get("corpus") == args.corpus and old.get("mode") == _mode(args):
+                log("[skip] manifest: outputs unchanged")
+                old["steps"] = {"ran": [], "skipped": steps.skipped}
+                old["elapsed_s"] = round(time.time() - t0, 1)
+                return old
+        except ValueError:
+            pass
+    splits, rows = {}, []
+    for s, source in split_sources.items():
+        n = len(read_lines(layout.tok_file(out, s, layout.SRC)))
+        splits[s] = {"source": source, "lines": n}
+        row = {"split": s, "source": source if len(source) < 40 else source[:37] + "...", "lines": n}
+        for l in LANGS:
+            row[f"tok.{l}"] = common.count_tokens(layout.tok_file(out, s, l))
+            sp = layout.text_file(out, layout.SPM, s, l)
+            row[f"spm.{l}"] = common.count_tokens(sp) if sp.is_file() else "-"
+        rows.append(row)
+    outputs = {
+        str(p.relative_to(out)): common.sha256_file(p)
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != layout.MANIFEST
+        and not any(part.startswith(".") for part in p.relative_to(out).parts)
+        and p.relative_to(out).parts[0] != "orig"
+    }
+    eval_only = _mode(args) == "eval-only"
+    manifest = {
+        "corpus": args.corpus,
+        "mode": _mode(args),
+        "splits": splits,
+        "vocab_size": None if eval_only else args.vocab_size,
+        "spm_model_type": None if eval_only else SPM_DEFAULTS["model_type"],
+        "spm_options": None if eval_only else SPM_DEFAULTS,
+        "tokenizer": dict(tokenizer),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(args).items())},
+        **extra,
+        "inputs": inputs,
+        "outputs": outputs,
+        "counts": rows,
+        "versions": common.versions(),
+        "steps": {"ran": steps.ran, "skipped": steps.skipped},
+        "elapsed_s": round(time.time() - t0, 1),
+        "created": common.now(),
+    }
+    common.write_json(path, manifest)
+    return manifest
+
+
+def print_summary(manifest: dict) -> None:
+    cols = ["split", "source", "lines", "tok.de", "tok.en", "spm.de", "spm.en"]
+    print(common.format_table(manifest["counts"], cols))
+    for split, rep in manifest.get("fidelity", {}).items():
+        for l, r in rep.items():
+            print(f"agreement tok/{split}.{l} vs {r['reference']}: "
+                  f"{r['identical']}/{r['lines']} identical lines ({100 * r['share']:.2f}%)")
+    print(f"manifest: {manifest['options']['out']}/{layout.MANIFEST} "
+          f"({manifest['elapsed_s']} s; ran: {', '.join(manifest['steps']['ran']) or 'nothing'})")

@@ -1,0 +1,210 @@
+"""The race's report: gate statistics of a run, mean ± std over seeds, seed-paired deltas of each gated model to its
+ungated baseline, and OUT/race.json, race.md and curves.png from the runs' summaries and logs."""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+from .cli import command_line, cpu_model, versions
+from .files import write_atomic, write_json
+from .plots import collect_gates, plot_curves
+from .rundir import run_curves, training_seconds
+
+METRICS = ("bleu_tokenized", "sacrebleu", "chrf")
+
+
+def baseline_of(model, models):
+    """The ungated model of the same kind: arch without the cgc_ prefix and no extra flags."""
+    if not model["arch"].startswith("cgc_"):
+        return None
+    want = model["arch"][len("cgc_"):]
+    return next((m for m in models if m["arch"] == want and not m["flags"]), None)
+
+
+def gate_stats(checkpoint, data, n):
+    """Per gated layer: mean and spread of G on n valid sentences (teacher forced). `spread` = mean over the
+    gate's entries of their std across sentences (encoder) or across positions and sentences (decoder): 0 means
+    a constant gate, i.e. no context dependence."""
+    import numpy as np
+
+    got = collect_gates(checkpoint, data, "valid", n)
+    if got is None:
+        return None
+    _, enc, dec = got
+    out = {}
+    for side, per_sentence in (("encoder", enc), ("decoder", dec)):
+        for layer in range(len(per_sentence[0])):
+            if per_sentence[0][layer] is None:
+                continue
+            # encoder: n x H x K; decoder: (sum of T) x H x K
+            g = (np.stack([s[layer] for s in per_sentence]) if side == "encoder"
+                 else np.concatenate([s[layer] for s in per_sentence]))
+            out[f"{side}.{layer}"] = {
+                "mean": float(g.mean()), "std": float(g.std()), "min": float(g.min()), "max": float(g.max()),
+                "saturated_low": float((g < 0.05).mean()), "saturated_high": float((g > 0.95).mean()),
+                "spread": float(g.std(axis=0).mean()),
+            }
+    return out
+
+
+def mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
+            "n": len(values), "values": values}
+
+
+def aggregate(models, summaries, splits):
+    """Per model: mean +- std (over seeds) of every score; per gated model: seed-paired deltas to its baseline."""
+    by_model = {}
+    for m in models:
+        runs = [s for s in summaries if s["label"] == m["label"]]
+        by_model[m["label"]] = {
+            "arch": m["arch"], "flags": m["flags"], "seeds": [s["seed"] for s in runs],
+            "parameters": runs[0]["parameters"] if runs else None,
+            "training_minutes": mean_std([s["training_wall_seconds"] / 60 for s in runs
+                                          if s["training_wall_seconds"]]),
+            "scores": {split: {k: mean_std([s["scores"][split][k] for s in runs]) for k in METRICS}
+                       for split in splits},
+            "last_checkpoint_valid_bleu": mean_std([s.get("last_checkpoint_valid_bleu") for s in runs]),
+            "last_valid_loss": mean_std([s.get("last_valid_loss") for s in runs]),
+        }
+    pairs = []
+    for m in models:
+        base = baseline_of(m, models)
+        if base is None:
+            continue
+        g = {s["seed"]: s for s in summaries if s["label"] == m["label"]}
+        b = {s["seed"]: s for s in summaries if s["label"] == base["label"]}
+        seeds = sorted(set(g) & set(b))
+        pair = {"gated": m["label"], "baseline": base["label"], "seeds": seeds, "delta": {}}
+        for split in splits:
+            for k in ("bleu_tokenized", "sacrebleu"):
+                deltas = [g[s]["scores"][split][k] - b[s]["scores"][split][k] for s in seeds
+                          if g[s]["scores"][split][k] is not None and b[s]["scores"][split][k] is not None]
+                d = mean_std(deltas)
+                if d is not None:
+                    noise = max((by_model[label]["scores"][split][k] or {}).get("std") or 0.0
+                                for label in (m["label"], base["label"]))
+                    # "beats by more than the seed noise": the mean gain exceeds the larger seed std of the two
+                    d |= {"seed_noise": noise, "beyond_noise": len(deltas) > 1 and d["mean"] > noise}
+                pair["delta"][f"{split}.{k}"] = d
+        for key in ("last_checkpoint_valid_bleu", "last_valid_loss"):
+            pair["delta"][key] = mean_std([g[s][key] - b[s][key] for s in seeds
+                                           if g[s].get(key) is not None and b[s].get(key) is not None])
+        pairs.append(pair)
+    return by_model, pairs
+
+
+def fmt(ms, digits=2):
+    if ms is None:
+        return "n/a"
+    if ms["std"] is None:
+        return f"{ms['mean']:.{digits}f} (n=1)"
+    return f"{ms['mean']:.{digits}f} ± {ms['std']:.{digits}f}"
+
+
+def markdown(report):
+    splits = report["splits"]
+    sources = report["split_sources"]
+    head = ["model", "params", "train min"] + [f"{s} ({sources.get(s) or s}) {k}" for s in splits
+                                               for k in ("tok BLEU", "sacreBLEU")] + ["last ckpt valid tok BLEU*", "last valid loss*"]
+    lines = [f"Budget: {report['budget']}. Mean ± std over seeds {report['seeds']}.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, m in report["models"].items():
+        cells = [label, f"{m['parameters']:,}" if m["parameters"] else "n/a", fmt(m["training_minutes"], 1)]
+        cells += [fmt(m["scores"][s][k]) for s in splits for k in ("bleu_tokenized", "sacrebleu")]
+        cells += [fmt(m["last_checkpoint_valid_bleu"]), fmt(m["last_valid_loss"], 3)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Scores of the average of the last checkpoints (the fixed rule), except *: the last checkpoint "
+              "alone: valid BLEU from the curve (hypotheses capped at 1.2 x source + 10 tokens) and fairseq's valid loss "
+              "(label-smoothed cross-entropy, base 2; lower is better)."]
+    if report["pairs"]:
+        lines += ["", "Seed-paired difference, gated − ungated (mean ± std of the per-seed differences; "
+                  "'beyond noise' = mean gain larger than the larger seed std of the two models):", "",
+                  "| gated vs ungated | " + " | ".join(f"{s} {k}" for s in splits for k in ("tok", "sacre"))
+                  + " | last ckpt valid tok* | last valid loss* |", "|---|" + "---|" * (2 * len(splits) + 2)]
+        for p in report["pairs"]:
+            cells = []
+            for s in splits:
+                for k in ("bleu_tokenized", "sacrebleu"):
+                    d = p["delta"].get(f"{s}.{k}")
+                    cells.append("n/a" if d is None else
+                                 f"{d['mean']:+.2f}" + (f" ± {d['std']:.2f}" if d["std"] is not None else "")
+                                 + (" (beyond noise)" if d["beyond_noise"] else ""))
+            for key, digits in (("last_checkpoint_valid_bleu", 2), ("last_valid_loss", 3)):
+                d = p["delta"][key]
+                cells.append("n/a" if d is None else f"{d['mean']:+.{digits}f}"
+                             + (f" ± {d['std']:.{digits}f}" if d["std"] else ""))
+            lines.append(f"| {p['gated']} vs {p['baseline']} | " + " | ".join(cells) + " |")
+    gates = report.get("gate_stats")
+    if gates:
+        lines += ["", "Gate statistics of the averaged gated models (valid sentences; mean over seeds): "
+                  "mean G, fraction < 0.05 / > 0.95, spread = std of each gate entry across inputs/positions.", "",
+                  "| model | layer | mean | min | max | <0.05 | >0.95 | spread |", "|---|---|---|---|---|---|---|---|"]
+        for label, layers in gates.items():
+            for layer, s in layers.items():
+                lines.append(f"| {label} | {layer} | {s['mean']:.3f} | {s['min']:.3f} | {s['max']:.3f} | "
+                             f"{s['saturated_low']:.3f} | {s['saturated_high']:.3f} | {s['spread']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def mean_gate_stats(summaries):
+    out = {}
+    for s in summaries:
+        for layer, st in (s.get("gate_stats") or {}).items():
+            out.setdefault(s["label"], {}).setdefault(layer, []).append(st)
+    return {label: {layer: {k: statistics.fmean(d[k] for d in sts) for k in sts[0]} for layer, sts in layers.items()}
+            for label, layers in out.items()}
+
+
+def plot_race(models, summaries, curves, out):
+    """Valid loss and valid BLEU vs updates and vs training wall-clock; one colour per model, one line per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    series = [(m["label"] if j == 0 else None, curves[s["run_dir"]], colours[i % len(colours)])
+              for i, m in enumerate(models) for j, s in enumerate(x for x in summaries if x["label"] == m["label"])]
+    plot_curves(series, out, with_train=False)
+
+
+def value_at(points, updates):
+    """The value of the last (updates, wall, value) point at the given update count (None when there is none)."""
+    return next((value for u, _, value in reversed(points) if u == updates), None)
+
+
+def report(models, summaries, args, missing):
+    curves = {s["run_dir"]: run_curves(s["run_dir"]) for s in summaries}  # each train.log read once
+    for s in summaries:
+        c = curves[s["run_dir"]]
+        s["training_wall_seconds"] = training_seconds(c) or s.get("training_wall_seconds")
+        s["last_checkpoint_valid_bleu"] = value_at(c["bleu"], s["updates"])
+        s["last_valid_loss"] = value_at(c["valid"], s["updates"])
+    by_model, pairs = aggregate(models, summaries, args.splits)
+    sources = {}
+    for s in summaries:
+        for split, r in s["scores"].items():
+            sources.setdefault(split, r.get("split_source"))
+    rep = {
+        "budget": f"{args.max_update} updates per run ({args.preset} preset of scripts/train.py, one thread, "
+                  f"{args.jobs} runs at a time), average of the last {args.average} update checkpoints, beam 4",
+        "max_update": args.max_update, "seeds": args.seeds, "splits": args.splits, "split_sources": sources,
+        "models": by_model, "pairs": pairs, "gate_stats": mean_gate_stats(summaries), "missing_runs": missing,
+        "runs": summaries, "data": str(args.data), "command": command_line(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
+        "versions": versions(),
+    }
+    write_json(args.out / "race.json", rep)
+    md = markdown(rep)
+    if missing:
+        md += f"\nNot finished (yet): {', '.join(missing)}\n"
+    write_atomic(args.out / "race.md", md)
+    if summaries:
+        plot_race(models, summaries, curves, args.out / "curves.png")
+    print(md, flush=True)
+    return rep

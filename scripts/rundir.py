@@ -1,0 +1,122 @@
+"""What the scripts read from a run dir and a data dir: fairseq's JSON train.log (losses, wall-clock, valid BLEU of
+RUN/valid_bleu/), the checkpoints found by name, whether an output is older than its inputs, and the checks that a
+data dir has what a script needs. The data dir's file names are datadir.layout's.
+
+A run dir (scripts/train.py): RUN/train.log, RUN/train.json, RUN/checkpoints/, and what later steps add
+(RUN/average.pt, RUN/eval/, RUN/valid_bleu/, RUN/plots/, RUN/summary.json).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from datadir import layout
+
+from .cli import ScriptError
+from .files import read_json
+
+EPOCH = re.compile(r"^checkpoint(\d+)\.pt$")  # checkpointE.pt, saved at the end of epoch E
+UPDATE = re.compile(r"^checkpoint_\d+_(\d+)\.pt$")  # checkpoint_E_U.pt, saved at update U (--save-interval-updates)
+LOG_RECORDS = ("train_inner", "valid", "train")
+
+
+def read_log(path):
+    """fairseq --log-format json output -> {"train_inner": [...], "valid": [...], "train": [...]} of dicts of floats."""
+    out = {tag: [] for tag in LOG_RECORDS}
+    for line in Path(path).read_text(errors="replace").splitlines():
+        for tag in out:
+            marker = f"| {tag} | "
+            i = line.find(marker)
+            if i >= 0:
+                try:
+                    rec = json.loads(line[i + len(marker):])
+                except json.JSONDecodeError:
+                    continue
+                out[tag].append({k: _num(v) for k, v in rec.items()})
+    return out
+
+
+def _num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
+
+
+def wall_at(train, updates):
+    """Training wall-clock (s) at an update count: that of the last train_inner record at or before it."""
+    best = None
+    for u, wall, _ in train:
+        if updates is not None and u <= updates and (best is None or u >= best[0]):
+            best = (u, wall)
+    return best[1] if best else None
+
+
+def run_curves(run_dir):
+    """{train: [(updates, wall_s, loss)], valid: [(updates, wall_s, loss)], bleu: [(updates, wall_s, bleu)]}."""
+    run_dir = Path(run_dir)
+    logfile = run_dir / "train.log"
+    if not logfile.is_file():
+        raise ScriptError(f"no training log: {logfile}")
+    recs = read_log(logfile)
+    train = [(r["num_updates"], r["wall"], r["loss"]) for r in recs["train_inner"] if "loss" in r]
+    valid, bleu = [], []
+    for r in recs["valid"]:
+        wall = wall_at(train, r.get("valid_num_updates"))
+        valid.append((r.get("valid_num_updates"), wall, r.get("valid_loss")))
+        if "valid_bleu" in r:
+            bleu.append((r.get("valid_num_updates"), wall, r["valid_bleu"]))
+    if not bleu:
+        for res in sorted((run_dir / "valid_bleu").glob("*/results.json")):
+            d = json.loads(res.read_text())
+            c = d.get("checkpoint", {})
+            if c.get("num_updates") is not None:
+                bleu.append((c["num_updates"], c.get("training_seconds"), d["bleu_tokenized"]))
+    bleu.sort(key=lambda x: x[0])
+    return {"train": train, "valid": valid, "bleu": bleu}
+
+
+def training_seconds(curves):
+    """Training wall-clock from the train curve (None when empty): fairseq's `wall` restarts at 0 when a killed run
+    resumes, so the sessions' last values are summed (updates redone after a resume count: they were spent)."""
+    total, last = 0.0, 0.0
+    for _, wall, _ in curves["train"]:
+        if wall < last:  # a resumed session
+            total += last
+        last = wall
+    return total + last or None
+
+
+def numbered_checkpoints(ckpt_dir, pattern):
+    """[(number, path)] of the checkpoints whose names match pattern (EPOCH or UPDATE), oldest first."""
+    return sorted((int(m.group(1)), p) for p in Path(ckpt_dir).glob("checkpoint*.pt") if (m := pattern.match(p.name)))
+
+
+def kept_checkpoints(ckpt_dir):
+    """[(updates or epoch, path)]: the update checkpoints when there are any, else the epoch checkpoints."""
+    return numbered_checkpoints(ckpt_dir, UPDATE) or numbered_checkpoints(ckpt_dir, EPOCH)
+
+
+def stale(target, sources):
+    """Whether target is missing or older than any of sources."""
+    target = Path(target)
+    return not target.exists() or any(Path(s).stat().st_mtime > target.stat().st_mtime for s in sources)
+
+
+def check_data_dir(data):
+    """A fairseq data dir of our layout: exists, has the dictionaries. Returns the manifest (or {})."""
+    data = Path(data)
+    if not data.is_dir():
+        raise ScriptError(f"data dir not found: {data}")
+    for lang in layout.LANGS:
+        if not layout.dictionary_file(data, lang).exists():
+            raise ScriptError(f"{data} is not a fairseq data dir (missing {layout.dictionary_file(data, lang).name})")
+    manifest = layout.manifest_file(data)
+    return read_json(manifest) if manifest.exists() else {}
+
+
+def check_split(data, split):
+    if not layout.binary_file(data, split, layout.SRC).exists():
+        have = layout.binarized_splits(data)
+        raise ScriptError(f"unknown split {split!r} in {data} (have: {', '.join(have) or 'none'})")
