@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup demo test race bench prep-multi30k prep-iwslt14 prep-iwslt14-eval clean-venv
+.PHONY: setup demo test race bench gpu-check prep-multi30k prep-iwslt14 prep-iwslt14-eval clean-venv
 
 SHARED ?= ../shared/data
 
@@ -13,11 +13,12 @@ setup: $(STAMP)
 
 # fairseq-fixed compiles extensions against the installed torch, hence --no-build-isolation and torch first.
 # Pins live in pyproject.toml; torch/numpy/cython here are the build requirements of fairseq-fixed.
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile cgc_fairseq/csrc/gate_core.cpp
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install torch==2.13.0 numpy==2.4.6 cython==3.3.1 wheel setuptools
 	$(PIP) install --no-build-isolation -e ".[test]"
 	$(PY) -c "import fairseq, torch, sacrebleu, sentencepiece, sacremoses, cgc_fairseq; print('setup ok: fairseq', fairseq.__version__, 'torch', torch.__version__)"
+	$(PY) -c "from cgc_fairseq.fused_gate import extension; assert extension(), 'the fused gate kernel did not build'; print('fused gate kernel built')"
 	touch $(STAMP)
 
 # The main job: prepare data, train cgc_lightconv_small for 30 min, average, evaluate, plot (see README).
@@ -38,6 +39,12 @@ race: setup data-bin/multi30k.de-en/manifest.json
 BENCH_ARGS ?=
 bench: setup data-bin/multi30k.de-en/manifest.json
 	$(PY) -m scripts.bench --data data-bin/multi30k.de-en --out runs/bench $(BENCH_ARGS)
+
+# On a CUDA machine: the model tests on cuda (fp32, fp16/bf16 autocast), the iwslt bench and a short bf16 race, in
+# ~9 min, all under runs/gpu-check; without CUDA a tiny CPU dry run of the same steps.
+GPU_CHECK_ARGS ?=
+gpu-check: setup data-bin/multi30k.de-en/manifest.json
+	$(PY) -m scripts.gpu_check --out runs/gpu-check $(GPU_CHECK_ARGS)
 
 data-bin/multi30k.de-en/manifest.json:
 	$(MAKE) prep-multi30k

@@ -77,13 +77,19 @@ def decoder_gates(model, src, lengths, prev):
     return [conv.last_gate for conv in convs]
 
 
-@pytest.mark.parametrize("arch", VARIANTS)
-def test_source_context_is_one_gate_per_sentence_from_the_encoder_output(arch):
+def source_context_model(arch):
+    """A tiny model with the decoder's "source" context and random gates, and a batch (src left-padded)."""
     model = build(arch, *TINY, "--cgc-decoder-context", "source").eval()
     randomize_gates(model)
     vocab = model.encoder.dictionary
     src, lengths = tokens(vocab, 3, 8, seed=3)
     prev, _ = tokens(vocab, 3, 6, seed=4, left_pad=False)
+    return model, vocab, src, lengths, prev
+
+
+@pytest.mark.parametrize("arch", VARIANTS)
+def test_source_context_is_one_gate_per_sentence_from_the_encoder_output(arch):
+    model, vocab, src, lengths, prev = source_context_model(arch)
     base = decoder_gates(model, src, lengths, prev)
     assert all(g.shape[:2] == (1, 3) for g in base)  # the same gate at every target position
     other = prev.clone()
@@ -98,11 +104,7 @@ def test_source_context_is_one_gate_per_sentence_from_the_encoder_output(arch):
 
 @pytest.mark.parametrize("arch", VARIANTS)
 def test_source_context_ignores_extra_left_padding_of_the_source(arch):
-    model = build(arch, *TINY, "--cgc-decoder-context", "source").eval()
-    randomize_gates(model)
-    vocab = model.encoder.dictionary
-    src, lengths = tokens(vocab, 3, 8, seed=3)
-    prev, _ = tokens(vocab, 3, 6, seed=4, left_pad=False)
+    model, vocab, src, lengths, prev = source_context_model(arch)
     n = lengths[1].item()
     assert src[1, 0] == vocab.pad()
     with torch.no_grad():
