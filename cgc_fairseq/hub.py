@@ -15,8 +15,11 @@ from pathlib import Path
 
 from fairseq.data.encoders import register_tokenizer
 from fairseq.dataclass import FairseqDataclass
+from fairseq.hub_utils import GeneratorHubInterface
 
 from datadir import layout
+
+from .precision import autocast
 
 
 @dataclass
@@ -61,11 +64,26 @@ class MosesLowercaseTokenizer:
         return self.detokenize(x)
 
 
-def from_pretrained(model_dir, checkpoint_file="average.pt", data=None, beam=4, lenpen=1.0, **kwargs):
+class AutocastHubInterface(GeneratorHubInterface):
+    """fairseq's GeneratorHubInterface whose generation runs in a compute precision (cgc_fairseq/precision.py)."""
+
+    def __init__(self, cfg, task, models, precision="fp32"):
+        super().__init__(cfg, task, models)
+        autocast(precision, "cpu")  # an unknown precision fails here, not at the first translation
+        self.precision = precision
+
+    def generate(self, *args, **kwargs):
+        with autocast(self.precision, self.device):
+            return super().generate(*args, **kwargs)
+
+
+def from_pretrained(model_dir, checkpoint_file="average.pt", data=None, beam=4, lenpen=1.0, precision="fp32",
+                    **kwargs):
     """A fairseq GeneratorHubInterface (`.translate(text)`, `.sample`, `.models`) for a checkpoint trained on a
     data dir of data-bin-prep/prepare.py: sentencepiece from DATA/spm.model, tokenizer `moses_lc` with the
-    settings of DATA/manifest.json. model_dir may also be the checkpoint file itself."""
-    from fairseq.models import BaseFairseqModel
+    settings of DATA/manifest.json. model_dir may also be the checkpoint file itself. precision: "fp32" or "bf16"
+    (generation under torch.autocast; the weights stay fp32)."""
+    from fairseq import hub_utils
 
     model_dir = Path(model_dir)
     if model_dir.is_file():
@@ -75,9 +93,9 @@ def from_pretrained(model_dir, checkpoint_file="average.pt", data=None, beam=4, 
     data = Path(data) if data is not None else model_dir
     if not layout.spm_model(data).is_file():
         raise FileNotFoundError(f"no {layout.SPM_MODEL} in the data dir {data}")
-    hub = BaseFairseqModel.from_pretrained(
+    loaded = hub_utils.from_pretrained(
         str(model_dir.resolve()), checkpoint_file=checkpoint_file, data_name_or_path=str(data.resolve()),
         bpe="sentencepiece", sentencepiece_model=str(layout.spm_model(data).resolve()), tokenizer="moses_lc",
         moses_lc_manifest=str(layout.manifest_file(data).resolve()), source_lang="de", target_lang="en",
         user_dir=str(Path(__file__).resolve().parent), beam=beam, lenpen=lenpen, **kwargs)
-    return hub.eval()
+    return AutocastHubInterface(loaded["args"], loaded["task"], loaded["models"], precision).eval()

@@ -12,6 +12,11 @@ Models (--models) at two sizes (--sizes), all with shared embeddings (one joint 
 The training recipe is that of scripts/train.py's preset (small: 'small', iwslt: 'paper'), run by fairseq's task
 (translation), criterion (label_smoothed_cross_entropy), optimizer (adam) and lr scheduler (inverse_sqrt).
 
+Decoder-gate variants: cgc_lightconv / cgc_dynamicconv use the default `prefix` context; cgc_KIND_source
+(--cgc-decoder-context source) and cgc_KIND_static (--cgc-context static, the no-context control) the others.
+--precisions fp32 bf16 measures every model in each precision (bf16: the forward passes under torch.autocast, fp32
+weights, as the translation_autocast task trains; an entry MODEL@bf16).
+
 Measured in one process, models interleaved: each model warms up (--warmup train steps and one decoding batch),
 then in each of --repeats rounds every model runs in turn (the order rotated by one each round):
   train   target tokens/s of forward + backward + optimizer step over the same --steps batches of split train
@@ -25,9 +30,15 @@ then in each of --repeats rounds every model runs in turn (the order rotated by 
           torch.cuda.max_memory_allocated. Also the steps' increase over the high-water mark before the first step
           (imports, data, model)
   params  parameters (tied embeddings counted once)
-Reported: per model the median (and best) over the rounds; for CGC the ratio to the ungated conv of the same kind
-and size (medians), against the targets: train time per token <= 1.05x, decode speed >= 0.95x, parameters
-<= +0.1%, peak memory <= 1.10x. On GPU every timing is bracketed by torch.cuda.synchronize().
+  long    after the rounds, --repeats times per model: beam search on the first decoding batch (the shortest
+          sources) with hypotheses forced to --long-decode-len tokens; the seconds of each incremental decoder step
+          per hypothesis (median over the rounds), reported at positions 10, 50 and 100
+Reported: per model the median (and best) over the rounds; for CGC the ratio to the ungated conv of the same kind,
+size and precision (medians), against its variant's targets (scripts/bench_report.py TARGETS; prefix: train time
+per token <= 1.15x, decode speed >= 0.90x, parameters <= +0.1%, peak memory <= 1.10x); bf16 / fp32 speed per
+model (targets: training >= 1.5x small, >= 2.0x iwslt; decoding >= 1.5x); the long outputs' time per token at the
+last position over the first (prefix <= 1.5x; source, static <= 1.1x). On GPU every timing is bracketed by
+torch.cuda.synchronize().
 Writes OUT/bench.json (raw timings, medians, ratios, the machine, command, versions), OUT/bench.md (the tables)
 and OUT/bench.png (the ratios and the targets), each under a temporary name, then renamed.
 Here: the timing loop and the command line; the models and fairseq harness in scripts/bench_models.py, the memory
@@ -46,9 +57,9 @@ from itertools import cycle, islice
 from pathlib import Path
 
 from .bench_memory import run_probe
-from .bench_models import BEAM, SIZES, Bench, Data, model_config, timed
-from .bench_report import LABELS, TARGETS, ratios, write_outputs
-from .cli import Parser, ScriptError, command_line, cpu_model, log, main_guard, positive_int, versions
+from .bench_models import BEAM, SIZES, Bench, Data, entry, model_config, split_entry, timed
+from .bench_report import LABELS, LONG_DECODE_POSITIONS, PRECISION_TARGETS, TARGETS, analyse, write_outputs
+from .cli import PRECISIONS, Parser, ScriptError, command_line, cpu_model, log, main_guard, positive_int, versions
 from .rundir import check_data_dir, check_split
 
 DEFAULT_MODELS = ["transformer", "lightconv", "dynamicconv", "cgc_lightconv", "cgc_dynamicconv"]
@@ -58,14 +69,27 @@ def summary(values):
     return {"runs": values, "median": statistics.median(values), "best": max(values)}
 
 
+def entries(args):
+    """The benchmark's entries: every model in every precision (bench_models.entry keys)."""
+    return [entry(model, precision) for model in args.models for precision in args.precisions]
+
+
+def per_position(step_seconds, positions):
+    """Mean seconds per hypothesis of the decoder steps around each position (+-2, within the output)."""
+    n = len(step_seconds)
+    return {str(p): statistics.fmean(step_seconds[max(p - 3, 0):min(p + 2, n)]) for p in positions if p <= n}
+
+
 def bench_size(args, size, data):
-    """Warm up every model of one size, then time them interleaved -> {model: results}."""
+    """Warm up every entry of one size, then time them interleaved -> {entry: results}."""
     benches, results = {}, {}
-    for model in args.models:
+    for key in entries(args):
+        model, precision = split_entry(key)
         cfg, argv = model_config(args, size, model)
-        benches[model] = bench = Bench(cfg, data.task, args.device, args.decode_len)
-        results[model] = {"arch": cfg.model.arch, "fairseq_args": argv[1:], "parameters": bench.parameters(),
-                          "conv": bench.conv(), "train_seconds": [], "decode_seconds": [], "decode_tokens": []}
+        benches[key] = bench = Bench(cfg, data.task, args.device, args.decode_len, precision)
+        results[key] = {"model": model, "precision": precision, "arch": cfg.model.arch, "fairseq_args": argv[1:],
+                        "parameters": bench.parameters(), "conv": bench.conv(), "train_seconds": [],
+                        "decode_seconds": [], "decode_tokens": []}
     for model, bench in benches.items():
         log(f"{size}: warm-up {model} ({args.warmup} train steps, 1 decoding batch)")
         bench.train(islice(cycle(data.train), args.warmup))
@@ -81,9 +105,22 @@ def bench_size(args, size, data):
         log(f"{size}: round {r + 1}/{args.repeats}: " + ", ".join(
             f"{m} {data.train_tokens / results[m]['train_seconds'][-1]:.0f} tok/s, "
             f"{data.decode_sentences / results[m]['decode_seconds'][-1]:.1f} sent/s" for m in names))
+    if args.long_decode_len:
+        batches = data.decode[:1]  # the shortest sources: the time is the decoder's, not the encoder's
+        log(f"{size}: long outputs ({args.long_decode_len} tokens, {batches[0]['nsentences']} sentences), "
+            "seconds per decoder step")
+        for r in range(args.repeats):
+            for model in names[r % len(names):] + names[:r % len(names)]:
+                steps = benches[model].step_seconds(batches, args.long_decode_len)
+                results[model].setdefault("long_decode_step_seconds", []).append(steps)
     for res in results.values():
         res["train_tokens_per_second"] = summary([data.train_tokens / s for s in res["train_seconds"]])
         res["decode_sentences_per_second"] = summary([data.decode_sentences / s for s in res["decode_seconds"]])
+        if "long_decode_step_seconds" in res:  # median over the rounds, step by step
+            median = [statistics.median(steps) for steps in zip(*res["long_decode_step_seconds"])]
+            res["long_decode"] = {"length": args.long_decode_len, "sentences": batches[0]["nsentences"],
+                                  "step_seconds_median": median,
+                                  "seconds_per_token_at": per_position(median, LONG_DECODE_POSITIONS)}
     return results
 
 
@@ -109,6 +146,10 @@ def build_parser():
     p.add_argument("--decode-split", default="test", help="default: %(default)s")
     p.add_argument("--decode-sentences", type=positive_int, default=200, help="default: %(default)s")
     p.add_argument("--decode-len", type=positive_int, default=30, help="tokens per hypothesis (default: %(default)s)")
+    p.add_argument("--long-decode-len", type=int, default=100,
+                   help="decoder step times with hypotheses forced to this many tokens (0: skip; default: %(default)s)")
+    p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["fp32"],
+                   help="every model in each (bf16: forward passes under torch.autocast; default: %(default)s)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
     p.add_argument("--tiny", action="store_true", help="tiny models (d=32, 1+1 layers; for the tests)")
@@ -135,8 +176,8 @@ def render(path, out, memory_args=None):
                     r["memory"] = run_probe(memory_args, size, model)
                     log(f"{size}/{model}: peak {r['memory']['peak_mb']:.0f} MB (+{r['memory']['steps_mb']:.0f})")
             report["memory_remeasured"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        for res in report["sizes"].values():
-            res["ratios"] = ratios(res["models"])
+        for size, res in report["sizes"].items():
+            res |= analyse(res["models"], size)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ScriptError(f"--from-json {path}: not a bench.json of this script ({type(e).__name__}: {e})")
     write_outputs(report, out)
@@ -149,6 +190,9 @@ def main(argv=None):
     if args.from_json:
         return render(args.from_json, Path(args.out), args if args.remeasure_memory else None)
     args.sizes, args.models = list(dict.fromkeys(args.sizes)), list(dict.fromkeys(args.models))
+    args.precisions = list(dict.fromkeys(args.precisions))
+    if args.long_decode_len < 0:
+        raise ScriptError(f"--long-decode-len must be >= 0, got {args.long_decode_len}")
     check_data_dir(args.data)
     for split in ("train", args.decode_split):
         check_split(args.data, split)
@@ -167,19 +211,21 @@ def main(argv=None):
               "machine": machine(args.device), "versions": versions(),
               "settings": {k: getattr(args, k) for k in ("sizes", "models", "repeats", "warmup", "steps", "max_tokens",
                                                          "seed", "decode_split", "decode_sentences", "decode_len",
-                                                         "threads", "device", "tiny")} | {"beam": BEAM},
-              "targets": {k: {"op": op, "value": v} for k, (op, v) in TARGETS.items()}, "sizes": {}}
+                                                         "long_decode_len", "precisions", "threads", "device",
+                                                         "tiny")} | {"beam": BEAM},
+              "targets": {"gated_vs_ungated": TARGETS, "precision": PRECISION_TARGETS}, "sizes": {}}
     data = Data(args, model_config(args, args.sizes[0], args.models[0])[0])
     report["data"] = {"path": str(Path(args.data).resolve()), **data.describe()}
-    workers = min(len(args.models), os.cpu_count() or 1)
+    keys = entries(args)
+    workers = min(len(keys), os.cpu_count() or 1)
     for size in args.sizes:
-        log(f"{size}: memory probes of {', '.join(args.models)} (a fresh process each, {workers} at a time)")
+        log(f"{size}: memory probes of {', '.join(keys)} (a fresh process each, {workers} at a time)")
         with ThreadPoolExecutor(workers) as pool:  # untimed: the probes may share the cores
-            memory = dict(zip(args.models, pool.map(lambda model: run_probe(args, size, model), args.models)))
+            memory = dict(zip(keys, pool.map(lambda key: run_probe(args, size, key), keys)))
         results = bench_size(args, size, data)
         for model, res in results.items():
             res["memory"] = memory[model]
-        report["sizes"][size] = {"models": results, "ratios": ratios(results)}
+        report["sizes"][size] = {"models": results, **analyse(results, size)}
         gc.collect()  # the size's models are gone; free them before the next size's
         if args.device == "cuda":
             torch.cuda.empty_cache()

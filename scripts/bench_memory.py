@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from .bench_models import Bench, Data, model_config, sync
+from .bench_models import Bench, Data, model_config, split_entry, sync
 from .cli import REPO, ScriptError, quiet_logging, script_command, thread_env
 
 PROBE_STEPS = 2
@@ -36,9 +36,10 @@ def probe(args):
     """In this fresh process: build the model, run PROBE_STEPS train steps on the largest batch, print the peak."""
     import torch
 
-    cfg, _ = model_config(args, args.size, args.model)
+    model, precision = split_entry(args.model)
+    cfg, _ = model_config(args, args.size, model)
     data = Data(args, cfg)
-    bench = Bench(cfg, data.task, args.device, args.decode_len)
+    bench = Bench(cfg, data.task, args.device, args.decode_len, precision)
     largest = max(data.train, key=lambda b: b["net_input"]["src_tokens"].numel() + b["target"].numel())
     cuda = args.device == "cuda"
     if cuda:
@@ -56,7 +57,8 @@ def probe(args):
 
 
 def run_probe(args, size, model):
-    """The memory of one model (of the benchmark's args) at one size, measured in a fresh process."""
+    """The memory of one entry (a model in a precision, bench_models.entry) of the benchmark's args at one size,
+    measured in a fresh process."""
     settings = {key: getattr(args, key) for key in SETTINGS} | {"size": size, "model": model}
     proc = subprocess.run([*script_command("bench_memory"), json.dumps(settings, default=str)], capture_output=True,
                           text=True, env=dict(os.environ, **thread_env(args.threads)), cwd=REPO)

@@ -20,11 +20,33 @@ TINY = ["--encoder-embed-dim", "32", "--decoder-embed-dim", "32", "--encoder-ffn
         "--encoder-attention-heads", "2", "--decoder-attention-heads", "2"]
 TINY_CONV = ["--encoder-kernel-size-list", "[3]", "--decoder-kernel-size-list", "[3]"]
 BEAM = 5
+# the decoder gate's variants (cgc_KIND_VARIANT; plain cgc_KIND is prefix, the default): their model flags
+VARIANTS = {"prefix": [], "source": ["--cgc-decoder-context", "source"], "static": ["--cgc-context", "static"]}
+
+
+def variant_of(model):
+    """'cgc_lightconv_source' -> ('cgc_lightconv', 'source'); 'cgc_lightconv' -> ('cgc_lightconv', 'prefix');
+    variant None for an ungated model."""
+    base, _, last = model.rpartition("_")
+    if model.startswith("cgc_") and last in VARIANTS:
+        return base, last
+    return model, "prefix" if model.startswith("cgc_") else None
+
+
+def entry(model, precision):
+    """The key of one benchmark entry: MODEL for fp32, MODEL@PRECISION otherwise."""
+    return model if precision == "fp32" else f"{model}@{precision}"
+
+
+def split_entry(key):
+    model, _, precision = key.partition("@")
+    return model, precision or "fp32"
 
 
 def arch_and_flags(size, model, tiny):
     """fairseq --arch and flags of one benchmark model: the size's recipe, shared embeddings, the model's dims."""
     recipe = PRESETS[SIZES[size]]["flags"] + ["--share-all-embeddings"]
+    model, variant = variant_of(model)
     if model == "transformer":
         recipe = [a for i, a in enumerate(recipe) if a not in CONV_ONLY and (i == 0 or recipe[i - 1] not in CONV_ONLY)]
         arch, flags = "transformer_iwslt_de_en", SMALL_TRANSFORMER if size == "small" else []
@@ -39,7 +61,7 @@ def arch_and_flags(size, model, tiny):
         arch, flags = f"{model}_iwslt_de_en", []
     if tiny:
         flags = flags + TINY + ([] if model == "transformer" else TINY_CONV)
-    return arch, recipe + flags
+    return arch, recipe + flags + VARIANTS.get(variant, [])
 
 
 def model_config(args, size, model):
@@ -111,25 +133,31 @@ class Data:
                 "decode_sentences": self.decode_sentences}
 
 
-class Bench:
-    """One model with its criterion, optimizer, lr scheduler and beam search, on the device."""
+def forced_length_generator(model, task, length):
+    """fairseq's beam search whose hypotheses all have exactly `length` tokens + EOS (min_len = max_len)."""
+    from fairseq.sequence_generator import SequenceGenerator
 
-    def __init__(self, cfg, task, device, decode_len):
+    return SequenceGenerator([model], task.target_dictionary, beam_size=BEAM, max_len_a=0, max_len_b=length,
+                             min_len=length)
+
+
+class Bench:
+    """One model with its criterion, optimizer, lr scheduler and beam search, on the device, in one precision (the
+    forward passes under cgc_fairseq.precision.autocast, as the translation_autocast task runs them)."""
+
+    def __init__(self, cfg, task, device, decode_len, precision="fp32"):
         import torch
         from fairseq import optim
         from fairseq.optim.lr_scheduler import build_lr_scheduler
-        from fairseq.sequence_generator import SequenceGenerator
 
         torch.manual_seed(cfg.common.seed)
-        self.task = task
+        self.task, self.device, self.precision = task, device, precision
         self.model = task.build_model(cfg.model).to(device)
         self.criterion = task.build_criterion(cfg.criterion).to(device)
         self.optimizer = optim.build_optimizer(cfg.optimizer, list(self.model.parameters()))
         self.scheduler = build_lr_scheduler(cfg.lr_scheduler, self.optimizer)
         self.updates = 0
-        # min_len = max_len: every hypothesis has exactly decode_len tokens + EOS
-        self.generator = SequenceGenerator([self.model], task.target_dictionary, beam_size=BEAM, max_len_a=0,
-                                           max_len_b=decode_len, min_len=decode_len)
+        self.generator = forced_length_generator(self.model, task, decode_len)
 
     def parameters(self):
         return sum(p.numel() for p in self.model.parameters())
@@ -140,8 +168,11 @@ class Bench:
         return type(layer.conv).__name__ if hasattr(layer, "conv") else None
 
     def train_step(self, sample):
+        from cgc_fairseq.precision import AutocastCall
+
         self.optimizer.zero_grad()
-        self.task.train_step(sample, self.model, self.criterion, self.optimizer, self.updates)  # forward + backward
+        criterion = AutocastCall(self.criterion, self.precision, self.device)  # the forward pass only
+        self.task.train_step(sample, self.model, criterion, self.optimizer, self.updates)  # forward + backward
         self.optimizer.step()
         self.updates += 1
         self.scheduler.step_update(self.updates)
@@ -150,8 +181,33 @@ class Bench:
         for sample in batches:
             self.train_step(sample)
 
-    def decode(self, batches):
+    def decode(self, batches, generator=None):
         """Beam search over the batches -> the number of tokens of the best hypotheses."""
+        from cgc_fairseq.precision import autocast
+
         self.model.eval()
-        return sum(hypos[0]["tokens"].numel() for sample in batches
-                   for hypos in self.task.inference_step(self.generator, [self.model], sample))
+        with autocast(self.precision, self.device):
+            return sum(hypos[0]["tokens"].numel() for sample in batches
+                       for hypos in self.task.inference_step(generator or self.generator, [self.model], sample))
+
+    def step_seconds(self, batches, length):
+        """Beam search with hypotheses forced to `length` tokens: the seconds of each incremental decoder step
+        (position 1 .. length + 1) per hypothesis (sentences x beam), summed over the batches."""
+        decoder, per_step, calls = self.model.decoder, [0.0] * (length + 1), []
+        forward = decoder.forward
+
+        def timed_forward(*args, **kwargs):
+            seconds, out = timed(lambda: forward(*args, **kwargs), self.device)
+            calls.append(seconds / args[0].size(0))  # args[0]: the (sentences x beam) x t prefix tokens
+            return out
+
+        decoder.forward = timed_forward  # the instance attribute shadows the method; beam search calls it per step
+        try:
+            for sample in batches:
+                calls.clear()
+                self.decode([sample], forced_length_generator(self.model, self.task, length))
+                for i, seconds in enumerate(calls[:length + 1]):
+                    per_step[i] += seconds
+        finally:
+            del decoder.forward
+        return per_step

@@ -37,6 +37,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
+PRECISIONS = ("fp32", "bf16")  # cgc_fairseq.precision.PRECISIONS (not imported here: it loads torch and fairseq)
+
+
+def precision_flags(precision):
+    """fairseq flags for a compute precision: the plugin's translation_autocast task for bf16
+    (cgc_fairseq/precision.py), nothing for fp32 (fairseq's translation task as it is)."""
+    return [] if precision == "fp32" else ["--task", "translation_autocast", "--precision", precision]
+
+
 def positive_int(text):
     """argparse type: an integer >= 1."""
     value = int(text)

@@ -24,7 +24,7 @@ from pathlib import Path
 from datadir import layout
 
 from . import pipeline
-from .cli import REPO, Parser, ScriptError, log, main_guard, run
+from .cli import PRECISIONS, REPO, Parser, ScriptError, log, main_guard, run
 from .files import read_json, write_json
 from .rundir import kept_checkpoints
 
@@ -108,6 +108,8 @@ def build_parser():
     p.add_argument("--split", default="test", help="evaluation split (default: %(default)s)")
     p.add_argument("--preset", choices=["small", "tiny"], default="small",
                    help="training preset of scripts/train.py (default: %(default)s; tiny is for the tests)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="training and decoding precision (scripts/train.py; default: %(default)s)")
     p.add_argument("--max-len-b", type=int, help="cap on hypothesis length for decoding (fairseq's; default 200)")
     p.add_argument("--no-valid-bleu", action="store_true", help="skip step 4 (valid BLEU per kept checkpoint)")
     return p
@@ -126,10 +128,11 @@ def main(argv=None):
     ensure_data(corpus, raw, data_bin, explicit=args.data_bin is not None, logfile=logfile)
     ckpt_dir = run_dir / "checkpoints"
 
-    step(2, f"train {args.arch} (budget {args.budget_minutes:g} min of training)")
+    step(2, f"train {args.arch} ({args.precision}, budget {args.budget_minutes:g} min of training)")
+    precision = ["--precision", args.precision]
     train_meta = pipeline.train(data_bin, run_dir, "--preset", args.preset, "--arch", args.arch, "--budget-minutes",
-                                args.budget_minutes, "--quiet")
-    gen = pipeline.length_cap(args.max_len_b)
+                                args.budget_minutes, *precision, "--quiet")
+    gen = pipeline.length_cap(args.max_len_b) + precision
 
     step(3, f"average the last {args.average} checkpoints")
     kept = kept_checkpoints(ckpt_dir)
@@ -165,7 +168,7 @@ def main(argv=None):
     split_src = avg.get("split_source") or args.split
     summary = {
         "corpus": corpus, "corpus_reason": why, "data_bin": str(data_bin), "arch": args.arch,
-        "parameters": avg["parameters"], "budget_minutes": args.budget_minutes,
+        "parameters": avg["parameters"], "budget_minutes": args.budget_minutes, "precision": args.precision,
         "training_wall_seconds": train_meta.get("wall_seconds"), "updates": last["checkpoint"]["num_updates"],
         "epochs_started": last["checkpoint"]["epoch"], "averaged": [p.name for p in avg_inputs], "split": args.split,
         "split_source": split_src,
@@ -181,7 +184,7 @@ def main(argv=None):
     write_json(run_dir / "summary.json", summary)
     print("\n" + "=" * 78)
     print(f"corpus      {corpus} ({why})")
-    print(f"model       {args.arch}, {avg['parameters']:,} parameters, {summary['updates']} updates, "
+    print(f"model       {args.arch} ({args.precision}), {avg['parameters']:,} parameters, {summary['updates']} updates, "
           f"stopped in epoch {summary['epochs_started']}, training {(summary['training_wall_seconds'] or 0) / 60:.1f} min "
           f"(budget {args.budget_minutes:g} min)")
     print(f"{args.split} ({split_src}), beam 4:")

@@ -25,7 +25,8 @@ from datadir import layout
 from datadir.moses import Detokenizer
 
 from .checkpoint import arg, load_checkpoint, model_args
-from .cli import USER_DIR, Parser, ScriptError, command_line, fairseq_cli, log, main_guard, run, thread_env, versions
+from .cli import (PRECISIONS, USER_DIR, Parser, ScriptError, command_line, fairseq_cli, log, main_guard,
+                  precision_flags, run, thread_env, versions)
 from .files import read_json, write_atomic, write_json
 from .rundir import check_data_dir, check_split
 
@@ -118,6 +119,9 @@ def build_parser():
     p.add_argument("--max-tokens", type=int, default=4000, help="default: %(default)s")
     p.add_argument("--batch-size", type=int, help="sentences per batch (default: fairseq's)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (OMP/MKL_NUM_THREADS; default: torch's)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="decoding precision: bf16 = torch.autocast (the plugin's translation_autocast task) "
+                        "(default: %(default)s)")
     p.add_argument("--reuse", action="store_true",
                    help="do nothing when OUT/results.json is from the same checkpoint file, split and options")
     p.add_argument("--quiet", action="store_true", help="don't echo fairseq-generate's output")
@@ -140,7 +144,8 @@ def main(argv=None):
     if not ref_tok_path.is_file():
         raise ScriptError(f"missing tokenized reference {ref_tok_path}")
     options = {"beam": args.beam, "lenpen": args.lenpen, "max_tokens": args.max_tokens,
-               "batch_size": args.batch_size, "threads": args.threads, "extra_flags": extra}
+               "batch_size": args.batch_size, "threads": args.threads, "precision": args.precision,
+               "extra_flags": extra}
     results_path = out / "results.json"
     if args.reuse and results_path.exists():
         old = read_json(results_path)
@@ -162,7 +167,7 @@ def main(argv=None):
            "--seed", "1", "--required-batch-size-multiple", "1"]  # fairseq drops a last batch not a multiple of 8
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
-    cmd += extra
+    cmd += precision_flags(args.precision) + extra
     out.mkdir(parents=True, exist_ok=True)
     log(f"translating {args.split} ({len(refs_tok)} lines) with {ckpt} (beam {args.beam}, lenpen {args.lenpen})")
     wall = run(cmd, stdout_path=out / "generate.txt", echo=not args.quiet, what="fairseq-generate",

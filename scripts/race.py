@@ -3,6 +3,8 @@
     python -m scripts.race --data data-bin/multi30k.de-en --out runs/race --detach   # background; log in OUT/race.log
     python -m scripts.race --data data-bin/multi30k.de-en --out runs/race --report-only
     python -m scripts.race ... --models lightconv_small "cgc-channel=cgc_lightconv_small --cgc-gate channel"
+    python -m scripts.race ... --models fp32=cgc_lightconv_small "bf16=cgc_lightconv_small --precision bf16" \\
+        --pairs bf16:fp32
 
 Every run (model x seed) is scripts/train.py --preset small with the same budget, --max-update updates (equal
 updates, not equal wall-clock: the budget does not depend on how busy the cores are; each run's training
@@ -12,7 +14,8 @@ is selected on test); tokenized BLEU, detokenized sacreBLEU and chrF of the aver
 updates (the curves; hypotheses capped at 1.2 x source length + 10); gate statistics of the gated models on --gate-sentences valid sentences.
 --jobs runs at a time, one thread each. A run's finished steps are reused, an interrupted training resumes from
 its checkpoint_last.pt, so rerunning the same command continues a killed race. Each gated model is compared
-with the ungated conv of its kind (the arch without cgc_, no extra flags), seed by seed.
+with the ungated conv of its kind (the arch without cgc_, no extra flags), seed by seed, or, with --pairs, each
+LABEL with its BASELINE. --precision bf16 trains and decodes every run under autocast (scripts/train.py).
 
 A model is ARCH or LABEL=ARCH FLAGS (one quoted word; FLAGS go to fairseq-train).
 OUT gets one dir per run (LABEL/seedS: train.log, train.json, race.log, eval/, valid_bleu/, gate_stats.json,
@@ -21,6 +24,7 @@ scripts/pipeline.py's, as in scripts/demo.py.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import subprocess
@@ -32,7 +36,8 @@ from pathlib import Path
 from datadir import layout
 
 from . import pipeline
-from .cli import REPO, Parser, ScriptError, command_line, log, main_guard, positive_int, script_command, versions
+from .cli import (PRECISIONS, REPO, Parser, ScriptError, command_line, log, main_guard, positive_int, script_command,
+                  versions)
 from .files import read_json, write_atomic, write_json
 from .race_report import METRICS, gate_stats, report
 from .rundir import UPDATE, check_data_dir, check_split, numbered_checkpoints
@@ -54,6 +59,13 @@ def parse_model(spec):
     return {"label": label.strip(), "arch": words[0], "flags": words[1:]}
 
 
+def parse_pair(text):
+    model, sep, baseline = text.partition(":")
+    if not sep or not model or not baseline:
+        raise argparse.ArgumentTypeError(f"want LABEL:BASELINE, got {text!r}")
+    return model, baseline
+
+
 def save_flags(args):
     if args.save_every is None:
         return []  # the preset's (small: every 50 updates, the last 6 kept)
@@ -72,14 +84,15 @@ def run_one(model, seed, args):
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     log(f"start {model['label']} seed {seed} -> {run_dir}")
+    precision = ("--precision", args.precision)
     train = pipeline.train(args.data, run_dir, "--preset", args.preset, "--arch", model["arch"], "--seed", seed,
-                           "--max-update", args.max_update, "--budget-minutes", 0, "--threads", 1, *save_flags(args),
-                           *model["flags"], logfile=logfile)
+                           "--max-update", args.max_update, "--budget-minutes", 0, "--threads", 1, *precision,
+                           *save_flags(args), *model["flags"], logfile=logfile)
     ckpts = numbered_checkpoints(run_dir / "checkpoints", UPDATE)
     if not ckpts:
         raise ScriptError(f"{run_dir}: training saved no update checkpoint")
     average, inputs = pipeline.average(run_dir, ckpts, args.average, logfile=logfile)
-    threads = ("--threads", 1)
+    threads = ("--threads", 1, *precision)
     scores = {split: pipeline.evaluate(average, args.data, split, run_dir / "eval" / f"average.{split}", *threads,
                                        *pipeline.length_cap(args.max_len_b), logfile=logfile)[0]
               for split in args.splits}
@@ -151,6 +164,11 @@ def build_parser():
     p.add_argument("--gate-sentences", type=int, default=100, help="valid sentences for gate statistics "
                                                                   "(0: none; default: %(default)s)")
     p.add_argument("--max-len-b", type=positive_int, help="cap on hypothesis length (fairseq's; default 200)")
+    p.add_argument("--pairs", nargs="+", type=parse_pair, metavar="LABEL:BASELINE",
+                   help="the seed-paired comparisons (default: each gated model vs the ungated arch of its kind)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="training and decoding precision of every run (default: %(default)s); a model's own "
+                        "--precision flag overrides it for its training")
     p.add_argument("--preset", choices=["small", "tiny"], default="small",
                    help="scripts/train.py preset (default: %(default)s; tiny is for the tests)")
     p.add_argument("--detach", action="store_true", help="run in the background (log: OUT/race.log)")
@@ -173,6 +191,9 @@ def main(argv=None):
     labels = [m["label"] for m in models]
     if len(set(labels)) != len(labels):
         raise ScriptError(f"--models: duplicate labels in {labels}")
+    unknown = sorted({label for pair in args.pairs or [] for label in pair} - set(labels))
+    if unknown:
+        raise ScriptError(f"--pairs: no model labelled {', '.join(unknown)} (models: {', '.join(labels)})")
     if args.detach:
         detach(argv, args.out)
         return 0

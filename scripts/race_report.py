@@ -56,8 +56,17 @@ def mean_std(values):
             "n": len(values), "values": values}
 
 
-def aggregate(models, summaries, splits):
-    """Per model: mean +- std (over seeds) of every score; per gated model: seed-paired deltas to its baseline."""
+def comparisons(models, pairs=None):
+    """[(model, baseline)]: the given LABEL:BASELINE pairs, else each gated model with the ungated model of its kind."""
+    if pairs:
+        by_label = {m["label"]: m for m in models}
+        return [(by_label[a], by_label[b]) for a, b in pairs]
+    return [(m, base) for m in models if (base := baseline_of(m, models)) is not None]
+
+
+def aggregate(models, summaries, splits, pairs=None):
+    """Per model: mean +- std (over seeds) of every score; per compared model (comparisons()): seed-paired deltas to
+    its baseline."""
     by_model = {}
     for m in models:
         runs = [s for s in summaries if s["label"] == m["label"]]
@@ -72,10 +81,7 @@ def aggregate(models, summaries, splits):
             "last_valid_loss": mean_std([s.get("last_valid_loss") for s in runs]),
         }
     pairs = []
-    for m in models:
-        base = baseline_of(m, models)
-        if base is None:
-            continue
+    for m, base in comparisons(models, pairs):
         g = {s["seed"]: s for s in summaries if s["label"] == m["label"]}
         b = {s["seed"]: s for s in summaries if s["label"] == base["label"]}
         seeds = sorted(set(g) & set(b))
@@ -122,9 +128,9 @@ def markdown(report):
               "alone: valid BLEU from the curve (hypotheses capped at 1.2 x source + 10 tokens) and fairseq's valid loss "
               "(label-smoothed cross-entropy, base 2; lower is better)."]
     if report["pairs"]:
-        lines += ["", "Seed-paired difference, gated − ungated (mean ± std of the per-seed differences; "
+        lines += ["", "Seed-paired difference, model − baseline (mean ± std of the per-seed differences; "
                   "'beyond noise' = mean gain larger than the larger seed std of the two models):", "",
-                  "| gated vs ungated | " + " | ".join(f"{s} {k}" for s in splits for k in ("tok", "sacre"))
+                  "| model vs baseline | " + " | ".join(f"{s} {k}" for s in splits for k in ("tok", "sacre"))
                   + " | last ckpt valid tok* | last valid loss* |", "|---|" + "---|" * (2 * len(splits) + 2)]
         for p in report["pairs"]:
             cells = []
@@ -185,7 +191,7 @@ def report(models, summaries, args, missing):
         s["training_wall_seconds"] = training_seconds(c) or s.get("training_wall_seconds")
         s["last_checkpoint_valid_bleu"] = value_at(c["bleu"], s["updates"])
         s["last_valid_loss"] = value_at(c["valid"], s["updates"])
-    by_model, pairs = aggregate(models, summaries, args.splits)
+    by_model, pairs = aggregate(models, summaries, args.splits, args.pairs)
     sources = {}
     for s in summaries:
         for split, r in s["scores"].items():

@@ -38,7 +38,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from .cli import USER_DIR, Parser, ScriptError, command_line, fairseq_cli, log, main_guard, run, thread_env, versions
+from .cli import (PRECISIONS, USER_DIR, Parser, ScriptError, command_line, fairseq_cli, log, main_guard,
+                  precision_flags, run, thread_env, versions)
 from .files import atomic_path, read_json, write_json
 from .rundir import check_data_dir, check_split
 
@@ -97,6 +98,9 @@ def build_parser():
     p.add_argument("--max-update", type=int, help="update cap (default: the preset's)")
     p.add_argument("--keep-last", type=int, help="epoch checkpoints to keep (default: the preset's)")
     p.add_argument("--seed", type=int, default=1, help="default: %(default)s")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="compute precision of the forward passes: bf16 = torch.autocast, fp32 weights and optimizer "
+                        "state (the plugin's translation_autocast task; any arch) (default: %(default)s)")
     p.add_argument("--threads", type=int,
                    help="CPU threads for torch (OMP/MKL_NUM_THREADS); default 1 for 'small'/'tiny' (the measured recipe; "
                         "robust when the cores are shared), torch's default for 'paper'")
@@ -121,7 +125,7 @@ def fairseq_command(args, extra, save_dir):
     arch = args.arch or preset["arch"]
     cmd = [fairseq_cli("fairseq-train"), str(Path(args.data).resolve()), "--user-dir", USER_DIR,
            "--arch", arch, "--source-lang", "de", "--target-lang", "en", "--seed", str(args.seed),
-           *preset["flags"],
+           *preset["flags"], *precision_flags(args.precision),
            "--max-update", str(args.max_update or preset["max_update"]),
            "--save-dir", str(save_dir), "--keep-last-epochs", str(args.keep_last or preset["keep_last"]),
            "--log-format", "json"]
@@ -218,6 +222,7 @@ def main(argv=None):
     resumed = (save_dir / "checkpoint_last.pt").exists()
     meta = {"status": "running", "preset": args.preset, "arch": arch, "data": str(Path(args.data).resolve()),
             "corpus": manifest.get("corpus"), "budget_minutes": budget, "seed": args.seed,
+            "precision": args.precision,
             "threads": threads, "max_update": args.max_update or PRESETS[args.preset]["max_update"], "extra_flags": extra,
             "script_command": command_line(), "fairseq_command": cmd[1:],
             "fairseq_command_line": shlex.join(cmd),

@@ -9,8 +9,11 @@ from scripts import bench, bench_models
 from tests.run_scripts import check_error, script
 
 MODELS = ["transformer", "lightconv", "dynamicconv", "cgc_lightconv", "cgc_dynamicconv", "nocgc_lightconv",
-          "nocgc_dynamicconv"]
-DECODE = {"sentences": 5, "len": 4}
+          "nocgc_dynamicconv", "cgc_lightconv_source", "cgc_lightconv_static"]
+PRECISION_MODELS = ["lightconv", "cgc_lightconv"]  # the second run: these in fp32 and bf16
+DECODE = {"sentences": 5, "len": 4, "long": 52}
+# issue 13's targets, gated / ungated: train time per token, decode speed, parameters, peak memory
+TARGETS = {"prefix": (1.15, 0.90, 1.001, 1.10), "source": (1.05, 0.95, 1.001, 1.05), "static": (1.02, 0.98, 1.0001, 1.02)}
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +24,12 @@ def benched(tmp_path_factory, synthetic_data):
     script("bench", "--data", data, "--out", out, "--sizes", "small", "--tiny", "--repeats", 2, "--warmup", 1,
            "--steps", 1, "--max-tokens", 500, "--models", *MODELS, "--decode-sentences", DECODE["sentences"], "--decode-len",
            DECODE["len"], "--threads", 1, "--device", "cpu")
-    return {"data": data, "out": out, "report": json.loads((out / "bench.json").read_text())}
+    script("bench", "--data", data, "--out", root / "bf16", "--sizes", "small", "--tiny", "--repeats", 2, "--warmup", 1,
+           "--steps", 1, "--max-tokens", 500, "--models", *PRECISION_MODELS, "--precisions", "fp32", "bf16",
+           "--decode-sentences", DECODE["sentences"], "--decode-len", DECODE["len"], "--long-decode-len",
+           DECODE["long"], "--threads", 1, "--device", "cpu")
+    return {"data": data, "out": out, "report": json.loads((out / "bench.json").read_text()),
+            "bf16": json.loads((root / "bf16" / "bench.json").read_text()), "bf16_md": (root / "bf16" / "bench.md").read_text()}
 
 
 def test_report(benched):
@@ -44,7 +52,9 @@ def test_report(benched):
         convs[name] = m["conv"]
     assert convs == {"transformer": None, "lightconv": "LightweightConv1dTBC", "dynamicconv": "DynamicConv_scripatable",
                      "cgc_lightconv": "GatedLightweightConv1dTBC", "cgc_dynamicconv": "GatedDynamicConv1dTBC",
-                     "nocgc_lightconv": "GatedLightweightConv1dTBC", "nocgc_dynamicconv": "GatedDynamicConv1dTBC"}
+                     "nocgc_lightconv": "GatedLightweightConv1dTBC", "nocgc_dynamicconv": "GatedDynamicConv1dTBC",
+                     "cgc_lightconv_source": "GatedLightweightConv1dTBC",
+                     "cgc_lightconv_static": "GatedLightweightConv1dTBC"}
     md = (out / "bench.md").read_text()
     for label in ("Transformer", "CGC-LightConv / LightConv |", "CGC-DynamicConv / DynamicConv |",
                   "CGC-LightConv / LightConv (plugin, --no-cgc)"):
@@ -57,7 +67,9 @@ def test_ratios_follow_from_the_raw_numbers(benched):
     size = benched["report"]["sizes"]["small"]
     models, ratios = size["models"], size["ratios"]
     assert set(ratios) == {"cgc_lightconv/lightconv", "cgc_dynamicconv/dynamicconv",
-                           "cgc_lightconv/nocgc_lightconv", "cgc_dynamicconv/nocgc_dynamicconv"}
+                           "cgc_lightconv/nocgc_lightconv", "cgc_dynamicconv/nocgc_dynamicconv",
+                           "cgc_lightconv_source/lightconv", "cgc_lightconv_source/nocgc_lightconv",
+                           "cgc_lightconv_static/lightconv", "cgc_lightconv_static/nocgc_lightconv"}
     for pair, r in ratios.items():
         assert pair == f"{r['gated']}/{r['ungated']}"
         g, u = models[r["gated"]], models[r["ungated"]]
@@ -68,15 +80,60 @@ def test_ratios_follow_from_the_raw_numbers(benched):
                   "peak_memory": g["memory"]["peak_mb"] / u["memory"]["peak_mb"]}
         for key, value in expect.items():
             assert r[key] == pytest.approx(value)
-        assert r["pass"] == {"train_time_per_token": expect["train_time_per_token"] <= 1.05,
-                             "decode_speed": expect["decode_speed"] >= 0.95,
-                             "parameters": expect["parameters"] <= 1.001, "peak_memory": expect["peak_memory"] <= 1.10}
+        variant = r["gated"].rpartition("_")[2] if r["gated"].endswith(("_source", "_static")) else "prefix"
+        train, decode, params, memory = TARGETS[variant]
+        assert r["variant"] == variant
+        assert r["pass"] == {"train_time_per_token": expect["train_time_per_token"] <= train,
+                             "decode_speed": expect["decode_speed"] >= decode,
+                             "parameters": expect["parameters"] <= params, "peak_memory": expect["peak_memory"] <= memory}
         assert r["parameters"] > 1  # the gate adds parameters
         best = lambda m, key: max(m[key]["runs"])  # noqa: E731
         assert r["best"]["train_time_per_token"] == pytest.approx(
             best(u, "train_tokens_per_second") / best(g, "train_tokens_per_second"))
         assert r["best"]["decode_speed"] == pytest.approx(
             best(g, "decode_sentences_per_second") / best(u, "decode_sentences_per_second"))
+
+
+def test_variants_build_their_decoder_gate(benched):
+    """The variants' fairseq flags: source context and the static control; the static gate adds H x K per conv."""
+    models = benched["report"]["sizes"]["small"]["models"]
+    assert "--cgc-decoder-context" in models["cgc_lightconv_source"]["fairseq_args"]
+    assert "--cgc-context" in models["cgc_lightconv_static"]["fairseq_args"]
+    assert models["cgc_lightconv_static"]["parameters"] < models["cgc_lightconv"]["parameters"]
+
+
+def test_bf16_entries_and_their_speedups_follow_from_the_raw_numbers(benched):
+    size = benched["bf16"]["sizes"]["small"]
+    assert list(size["models"]) == ["lightconv", "lightconv@bf16", "cgc_lightconv", "cgc_lightconv@bf16"]
+    assert size["models"]["cgc_lightconv@bf16"]["precision"] == "bf16"
+    assert set(size["ratios"]) == {"cgc_lightconv/lightconv", "cgc_lightconv@bf16/lightconv@bf16"}
+    for key, r in size["precision_ratios"].items():
+        fast, slow = size["models"][key], size["models"][r["model"]]
+        med = lambda m, k: statistics.median(m[k]["runs"])  # noqa: E731
+        assert r["train_speedup"] == pytest.approx(med(fast, "train_tokens_per_second")
+                                                   / med(slow, "train_tokens_per_second"))
+        assert r["pass"]["train_speedup"] == (r["train_speedup"] >= 1.5)
+        assert r["pass"]["decode_speedup"] == (r["decode_speedup"] >= 1.5)
+    assert set(size["precision_ratios"]) == {"lightconv@bf16", "cgc_lightconv@bf16"}
+    assert "## Lower precision vs fp32" in benched["bf16_md"] and "CGC-LightConv [bf16]" in benched["bf16_md"]
+
+
+def test_long_decode_times_every_step(benched):
+    """One time per decoder step (the forced length + EOS), per position, and the growth its variant allows."""
+    size = benched["bf16"]["sizes"]["small"]
+    for key, m in size["models"].items():
+        long = m["long_decode"]
+        assert len(long["step_seconds_median"]) == DECODE["long"] + 1 and min(long["step_seconds_median"]) > 0
+        assert len(m["long_decode_step_seconds"]) == 2  # one per round
+        at = long["seconds_per_token_at"]
+        assert list(at) == ["10", "50"]  # 100 lies beyond these 52 tokens
+        assert at["10"] == pytest.approx(statistics.fmean(long["step_seconds_median"][7:12]))
+        assert at["50"] == pytest.approx(statistics.fmean(long["step_seconds_median"][47:52]))
+        growth = size["long_decode"][key]
+        assert growth["growth"] == pytest.approx(at["50"] / at["10"])
+        assert growth["target"] == (1.5 if key.startswith("cgc_") else None)
+        assert growth["pass"] == (None if growth["target"] is None else growth["growth"] <= 1.5)
+    assert "## Long outputs" in benched["bf16_md"]
 
 
 def test_rerender_from_json(benched, tmp_path):

@@ -5,6 +5,7 @@ from fairseq.modules import DynamicConv_scripatable, LightweightConv1dTBC
 
 from cgc_fairseq.gated_conv import GatedDynamicConv1dTBC, GatedLightweightConv1dTBC
 from tests.helpers import TINY, build, dictionary, gates, randomize_gates, tokens
+from tests.properties import causality, incremental_difference, left_pad_difference
 
 ARCH_CONV = {
     "cgc_lightconv_iwslt_de_en": GatedLightweightConv1dTBC,
@@ -84,56 +85,19 @@ def test_gradients_reach_every_gate_parameter(arch, gate):
 
 
 def test_encoder_output_ignores_extra_left_padding(model):
-    vocab = model.encoder.dictionary
-    src, lengths = tokens(vocab, 3, 8, seed=3)
-    n = lengths[1].item()
-    alone = src[1:2, -n:]  # the same sentence without padding
-    assert src[1, 0] == vocab.pad()
     with torch.no_grad():
-        batched = model.encoder(src, lengths)["encoder_out"][0][-n:, 1]
-        single = model.encoder(alone, lengths[1:2])["encoder_out"][0][:, 0]
-    assert (batched - single).abs().max() < 1e-5
-
-
-def decode_full(model, src, lengths, prev):
-    enc = model.encoder(src, lengths)
-    return model.decoder(prev, encoder_out=enc)[0]
+        assert left_pad_difference(model) < 1e-5
 
 
 def test_decoder_is_causal(model):
-    vocab = model.encoder.dictionary
-    src, lengths = tokens(vocab, 2, 6, seed=4)
-    prev = torch.randint(vocab.nspecial, len(vocab), (2, 10))
     with torch.no_grad():
-        base = decode_full(model, src, lengths, prev)
-        for t in (1, 5, 9):
-            changed = prev.clone()
-            changed[:, t] = (changed[:, t] - vocab.nspecial + 1) % (len(vocab) - vocab.nspecial) + vocab.nspecial
-            out = decode_full(model, src, lengths, changed)
-            assert torch.equal(out[:, :t], base[:, :t])
-            assert not torch.allclose(out[:, t], base[:, t])
+        before, at = causality(model)
+    assert before == 0 and at > 1e-6
 
 
 def test_incremental_decoding_equals_full_forward_with_beam_reorder(model, request, capsys):
-    vocab = model.encoder.dictionary
-    src, lengths = tokens(vocab, 3, 7, seed=5)
-    prev = torch.randint(vocab.nspecial, len(vocab), (3, 12))
-    prev[:, 0] = vocab.eos()
-    new_order = torch.tensor([2, 0, 0, 1])  # a beam step: reorder, drop and duplicate hypotheses
-    switch = 5  # reorder after this many steps
     with torch.no_grad():
-        enc = model.encoder(src, lengths)
-        state, steps = {}, []
-        for t in range(prev.size(1)):
-            if t == switch:
-                enc = model.encoder.reorder_encoder_out(enc, new_order)
-                model.decoder.reorder_incremental_state_scripting(state, new_order)
-                prev = prev[new_order]
-                steps = [s[new_order] for s in steps]
-            steps.append(model.decoder(prev[:, : t + 1], encoder_out=enc, incremental_state=state)[0])
-        incremental = torch.cat(steps, dim=1)
-        full = model.decoder(prev, encoder_out=enc)[0]
-    diff = (incremental - full).abs().max().item()
+        diff = incremental_difference(model)
     with capsys.disabled():
         print(f"\n{request.node.callspec.id}: max |incremental - full| = {diff:.2e}")
     assert diff < 1e-5

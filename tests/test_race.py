@@ -93,3 +93,24 @@ def test_one_race_per_out_dir(raced, tmp_path):
 def test_missing_data_dir(tmp_path):
     proc = race("--data", tmp_path / "nope", "--out", tmp_path / "out")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and str(tmp_path / "nope") in proc.stderr
+
+
+@pytest.mark.parametrize("pairs, needle", [(["nope:lightconv_small"], "no model labelled nope"),
+                                           (["lightconv_small"], "LABEL:BASELINE")])
+def test_bad_pairs(raced, pairs, needle):
+    proc = race("--data", raced["data"], "--out", raced["out"] / "bad", *TINY, "--pairs", *pairs)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and needle in proc.stderr
+
+
+def test_pairs_choose_the_comparisons(raced):
+    """--pairs A:B compares any two models (here the default pair the other way round): the deltas change sign."""
+    proc = race("--data", raced["data"], "--out", raced["out"], *TINY, "--report-only",
+                "--pairs", "lightconv_small:cgc_lightconv_small")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (pair,) = json.loads((raced["out"] / "race.json").read_text())["pairs"]
+    (default,) = raced["report"]["pairs"]
+    assert (pair["gated"], pair["baseline"]) == ("lightconv_small", "cgc_lightconv_small")
+    for key in ("test.sacrebleu", "valid.bleu_tokenized", "last_valid_loss"):
+        assert pair["delta"][key]["mean"] == pytest.approx(-default["delta"][key]["mean"])
+    assert "| lightconv_small vs cgc_lightconv_small |" in (raced["out"] / "race.md").read_text()

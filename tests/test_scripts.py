@@ -189,3 +189,33 @@ def test_demo_end_to_end_and_rerun_reuses(trained, tmp_path):
     assert "training already finished" in second.stdout and "newer than its inputs; reusing" in second.stdout
     assert second.stdout.count("reusing ") >= 3  # data, average, evaluations
     assert json.loads((tmp_path / "demo" / "summary.json").read_text())["average"] == summary["average"]
+
+
+def test_bf16_through_train_evaluate_and_the_hub(trained, tmp_path):
+    """--precision bf16: train.py trains with the translation_autocast task (fp32 checkpoint), evaluate.py and the
+    hub decode under autocast; the scripts' choices are the plugin's."""
+    from cgc_fairseq.hub import from_pretrained
+    from cgc_fairseq.precision import PRECISIONS
+    from scripts.cli import PRECISIONS as SCRIPT_PRECISIONS
+
+    assert list(SCRIPT_PRECISIONS) == PRECISIONS
+    data, run = trained["data"], tmp_path / "bf16"
+    script("train", "--data", data, "--run-dir", run, "--preset", "tiny", "--max-update", 4, "--precision", "bf16")
+    meta = json.loads((run / "train.json").read_text())
+    assert meta["precision"] == "bf16"
+    assert "translation_autocast" in meta["fairseq_command"]
+    state = load_checkpoint(run / "checkpoints" / "checkpoint_last.pt")
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())
+    script("evaluate", "--checkpoint", run / "checkpoints" / "checkpoint_last.pt", "--data", data, "--split", "test",
+           "--out", run / "eval", "--quiet", "--precision", "bf16", *SHORT)
+    results = json.loads((run / "eval" / "results.json").read_text())
+    assert results["options"]["precision"] == "bf16" and "translation_autocast" in results["fairseq_command"]
+    assert results["sentences"] > 0 and results["bleu_tokenized"] is not None
+    hub = from_pretrained(trained["run"], "average.pt", data, precision="bf16")
+    assert isinstance(hub.translate("Ein Mann fährt Fahrrad."), str)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        from_pretrained(trained["run"], "average.pt", data, precision="fp16")
+    check_error(script("train", "--data", data, "--run-dir", tmp_path / "r", "--precision", "fp16", check=False),
+                "--precision")
+    check_error(script("evaluate", "--checkpoint", trained["run"] / "average.pt", "--data", data, "--out",
+                       tmp_path / "e", "--precision", "half", check=False), "--precision")
