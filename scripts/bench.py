@@ -30,8 +30,8 @@ then in each of --repeats rounds every model runs in turn (the order rotated by 
           torch.cuda.max_memory_allocated. Also the steps' increase over the high-water mark before the first step
           (imports, data, model)
   params  parameters (tied embeddings counted once)
-  long    after the rounds, --repeats times per model: beam search on the first decoding batch (the shortest
-          sources) with hypotheses forced to --long-decode-len tokens; the seconds of each incremental decoder step
+  long    after the rounds, --repeats times per model: beam search on the --long-decode-sentences shortest of
+          the decoded sentences with hypotheses forced to --long-decode-len tokens; the seconds of each incremental decoder step
           per hypothesis (median over the rounds), reported at positions 10, 50 and 100
 Reported: per model the median (and best) over the rounds; for CGC the ratio to the ungated conv of the same kind,
 size and precision (medians), against its variant's targets (scripts/bench_report.py TARGETS; prefix: train time
@@ -106,7 +106,7 @@ def bench_size(args, size, data):
             f"{m} {data.train_tokens / results[m]['train_seconds'][-1]:.0f} tok/s, "
             f"{data.decode_sentences / results[m]['decode_seconds'][-1]:.1f} sent/s" for m in names))
     if args.long_decode_len:
-        batches = data.decode[:1]  # the shortest sources: the time is the decoder's, not the encoder's
+        batches = [data.long]
         log(f"{size}: long outputs ({args.long_decode_len} tokens, {batches[0]['nsentences']} sentences), "
             "seconds per decoder step")
         for r in range(args.repeats):
@@ -148,6 +148,8 @@ def build_parser():
     p.add_argument("--decode-len", type=positive_int, default=30, help="tokens per hypothesis (default: %(default)s)")
     p.add_argument("--long-decode-len", type=int, default=100,
                    help="decoder step times with hypotheses forced to this many tokens (0: skip; default: %(default)s)")
+    p.add_argument("--long-decode-sentences", type=positive_int, default=10,
+                   help="the shortest sentences of the decoded ones, for the long outputs (default: %(default)s)")
     p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["fp32"],
                    help="every model in each (bf16: forward passes under torch.autocast; default: %(default)s)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default: %(default)s)")
@@ -211,7 +213,7 @@ def main(argv=None):
               "machine": machine(args.device), "versions": versions(),
               "settings": {k: getattr(args, k) for k in ("sizes", "models", "repeats", "warmup", "steps", "max_tokens",
                                                          "seed", "decode_split", "decode_sentences", "decode_len",
-                                                         "long_decode_len", "precisions", "threads", "device",
+                                                         "long_decode_len", "long_decode_sentences", "precisions", "threads", "device",
                                                          "tiny")} | {"beam": BEAM},
               "targets": {"gated_vs_ungated": TARGETS, "precision": PRECISION_TARGETS}, "sizes": {}}
     data = Data(args, model_config(args, args.sizes[0], args.models[0])[0])

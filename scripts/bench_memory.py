@@ -16,8 +16,8 @@ from .cli import REPO, ScriptError, quiet_logging, script_command, thread_env
 
 PROBE_STEPS = 2
 PROBE_TAG = "MEMORY_PROBE "  # the probe's result line: this tag, then JSON
-SETTINGS = ("data", "max_tokens", "steps", "seed", "decode_split", "decode_sentences", "decode_len", "threads",
-            "device", "tiny")  # of the benchmark's arguments, those the probe uses
+SETTINGS = ("data", "max_tokens", "steps", "seed", "decode_split", "decode_sentences", "decode_len",
+            "long_decode_sentences", "threads", "device", "tiny")  # of the benchmark's arguments, those the probe uses
 
 
 def peak_rss():

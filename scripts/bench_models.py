@@ -118,9 +118,12 @@ class Data:
         order = np.argsort(ds.src_sizes[:args.decode_sentences], kind="stable")
         self.decode = [ds.collater([ds[int(i)] for i in batch])
                        for batch in data_utils.batch_by_size(order, ds.num_tokens, max_tokens=args.max_tokens)]
+        # the long-output batch: the shortest --long-decode-sentences of them (the time is the decoder's)
+        self.long = ds.collater([ds[int(i)] for i in order[:args.long_decode_sentences]])
         if args.device == "cuda":
             self.train = [utils.move_to_cuda(b) for b in self.train]
             self.decode = [utils.move_to_cuda(b) for b in self.decode]
+            self.long = utils.move_to_cuda(self.long)
         self.train_tokens = sum(b["ntokens"] for b in self.train)
         self.decode_sentences = args.decode_sentences
 
