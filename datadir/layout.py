@@ -61,3 +61,19 @@ def read_manifest(data):
     """DATA/manifest.json as a dict; {} when there is none."""
     path = manifest_file(data)
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def dictionary_size(data, lang):
+    """The entries of DATA/dict.LANG.txt as fairseq loads it: its 4 special symbols and one per line."""
+    with open(dictionary_file(data, lang), encoding="utf-8") as f:
+        return 4 + sum(1 for line in f if line.strip())
+
+
+def check_dictionaries(model_state, data, checkpoint):
+    """ValueError unless a checkpoint's embeddings (its model state dict) have a row per entry of DATA's
+    dictionaries: a model trained on another data dir fails here, not with a tensor size mismatch in fairseq."""
+    for side, lang in (("encoder", SRC), ("decoder", TGT)):
+        weight = model_state.get(f"{side}.embed_tokens.weight")
+        if weight is not None and weight.shape[0] != (size := dictionary_size(data, lang)):
+            raise ValueError(f"checkpoint {checkpoint} was trained with a {weight.shape[0]}-word dictionary, {data} "
+                             f"has {size} ({dictionary_file(data, lang).name}): not the data dir it was trained on")
