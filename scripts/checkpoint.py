@@ -1,10 +1,12 @@
 """Reading a fairseq checkpoint file safely: torch.load(weights_only=True) with only argparse.Namespace allow-listed,
-and the model config it holds."""
+the model config it holds, and whether it fits a data dir (its dictionaries)."""
 from __future__ import annotations
 
 import argparse
 import pickle
 from pathlib import Path
+
+from datadir import layout
 
 from .cli import ScriptError
 
@@ -39,3 +41,15 @@ def model_args(state):
 
 def arg(ns, name, default=None):
     return ns.get(name, default) if isinstance(ns, dict) else getattr(ns, name, default)
+
+
+def load_for_data(path, data):
+    """load_checkpoint(path), and a ScriptError when its dictionaries are not those of the data dir `data`."""
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise ScriptError(f"{path} is not a fairseq checkpoint (no 'model' state dict)")
+    try:
+        layout.check_dictionaries(state["model"], data, path)
+    except ValueError as e:
+        raise ScriptError(str(e))
+    return state

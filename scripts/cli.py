@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from datadir import values
+
 REPO = Path(__file__).resolve().parent.parent
 USER_DIR = str(REPO / "cgc_fairseq")  # absolute: fairseq imports it by path, and checkpoints record it
 BIN = Path(sys.executable).parent  # fairseq-train etc. live next to the interpreter of the venv
@@ -46,12 +48,12 @@ def precision_flags(precision):
     return [] if precision == "fp32" else ["--task", "translation_autocast", "--precision", precision]
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+# argparse types of datadir.values' rules (one-line errors in the rules' words, the same as the hub's)
+positive_int = values.argument_type(values.positive_int)
+nonnegative_int = values.argument_type(values.nonnegative_int)
+finite_float = values.argument_type(values.finite_float)
+positive_float = values.argument_type(values.positive_float)
+nonnegative_float = values.argument_type(values.nonnegative_float)
 
 
 def quiet_logging():
@@ -101,10 +103,10 @@ def thread_env(threads):
 
 def run(cmd, *, stdout_path=None, append=False, echo=True, env=None, what=None, on_line=None):
     """Run cmd (a list) from the repo root. stdout (+stderr) is streamed to the console when echo, to stdout_path
-    when given (written under a temp name, renamed when the command succeeds; or appended to, with append=True, for
-    a live log), and line by line to on_line when given. Raises ScriptError naming the command and the log on a
-    non-zero exit. Returns the elapsed seconds."""
-    from .files import atomic_path
+    when given (written under a temp name, renamed when the command succeeds, left as NAME.failed when it fails; or
+    appended to, with append=True, for a live log), and line by line to on_line when given. Raises ScriptError naming
+    the command and the log on a non-zero exit. Returns the elapsed seconds."""
+    from .files import atomic_path, failed_path
 
     what = what or Path(cmd[0]).name
     full_env = dict(os.environ, **(env or {}))
@@ -113,7 +115,8 @@ def run(cmd, *, stdout_path=None, append=False, echo=True, env=None, what=None, 
     if stdout_path is not None:
         Path(stdout_path).parent.mkdir(parents=True, exist_ok=True)
     try:
-        with atomic_path(stdout_path, enabled=not append, keep_failed=True) as path:  # a failed command's log stays
+        with atomic_path(stdout_path, enabled=not append, keep_failed=True) as path:
+            kept = None if path is None else stdout_path if append else failed_path(stdout_path)
             with open(path if path is not None else os.devnull, "a" if append else "w") as out:
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env=full_env, bufsize=1, cwd=REPO)
@@ -128,7 +131,7 @@ def run(cmd, *, stdout_path=None, append=False, echo=True, env=None, what=None, 
                     tail = (tail + [line.rstrip("\n")])[-15:]
                 rc = proc.wait()
                 if rc != 0:
-                    where = f"; log: {path}" if path else ""
+                    where = f"; log: {kept}" if kept else ""
                     last = next((l for l in reversed(tail) if l.strip()), "")
                     if not echo and tail:
                         sys.stderr.write("\n".join(tail) + "\n")

@@ -86,7 +86,7 @@ def run_one(model, seed, args):
     log(f"start {model['label']} seed {seed} -> {run_dir}")
     precision = ("--precision", args.precision)
     train = pipeline.train(args.data, run_dir, "--preset", args.preset, "--arch", model["arch"], "--seed", seed,
-                           "--max-update", args.max_update, "--budget-minutes", 0, "--threads", 1, *precision,
+                           "--max-update", args.max_update, "--no-budget", "--threads", 1, *precision,
                            *save_flags(args), *model["flags"], logfile=logfile)
     ckpts = numbered_checkpoints(run_dir / "checkpoints", UPDATE)
     if not ckpts:

@@ -120,3 +120,14 @@ def check_split(data, split):
     if not layout.binary_file(data, split, layout.SRC).exists():
         have = layout.binarized_splits(data)
         raise ScriptError(f"unknown split {split!r} in {data} (have: {', '.join(have) or 'none'})")
+
+
+def split_sizes(data, split):
+    """{lang: tokens of each sentence (EOS included, numpy)} of a binarized split, from fairseq's index files."""
+    from fairseq.data import data_utils
+
+    sizes = {}
+    for lang in layout.LANGS:
+        dataset = data_utils.load_indexed_dataset(str(layout.binary_prefix(data, split, lang)), None)
+        sizes[lang] = dataset.sizes.copy()  # a view of a memory map that is closed with the dataset object
+    return sizes

@@ -39,8 +39,8 @@ import zipfile
 from pathlib import Path
 
 from .cli import (PRECISIONS, USER_DIR, Parser, ScriptError, command_line, fairseq_cli, log, main_guard,
-                  precision_flags, run, thread_env, versions)
-from .files import atomic_path, read_json, write_json
+                  nonnegative_int, positive_float, positive_int, precision_flags, run, thread_env, versions)
+from .files import atomic_path, check_output_dir, read_json, write_json
 from .rundir import check_data_dir, check_split
 
 COMMON = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr-scheduler", "inverse_sqrt",
@@ -92,16 +92,19 @@ def build_parser():
     p.add_argument("--preset", choices=sorted(PRESETS), default="small", help="default: %(default)s")
     p.add_argument("--arch", help="model arch (default: the preset's, cgc_lightconv_small / "
                                   "cgc_lightconv_iwslt_de_en); any registered arch, gated or baseline")
-    p.add_argument("--budget-minutes", type=float,
-                   help="stop after this much training wall-clock (fairseq --stop-time-hours); default 30 for "
-                        "'small', none otherwise")
-    p.add_argument("--max-update", type=int, help="update cap (default: the preset's)")
-    p.add_argument("--keep-last", type=int, help="epoch checkpoints to keep (default: the preset's)")
-    p.add_argument("--seed", type=int, default=1, help="default: %(default)s")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--budget-minutes", type=positive_float,
+                        help="stop after this much training wall-clock, > 0 (fairseq --stop-time-hours); default 30 "
+                             "for 'small', none otherwise")
+    budget.add_argument("--no-budget", action="store_true",
+                        help="no wall-clock budget: train until --max-update (or fairseq's other stopping flags)")
+    p.add_argument("--max-update", type=positive_int, help="update cap, >= 1 (default: the preset's)")
+    p.add_argument("--keep-last", type=positive_int, help="epoch checkpoints to keep, >= 1 (default: the preset's)")
+    p.add_argument("--seed", type=nonnegative_int, default=1, help="random seed, >= 0 (default: %(default)s)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="compute precision of the forward passes: bf16 = torch.autocast, fp32 weights and optimizer "
                         "state (the plugin's translation_autocast task; any arch) (default: %(default)s)")
-    p.add_argument("--threads", type=int,
+    p.add_argument("--threads", type=positive_int,
                    help="CPU threads for torch (OMP/MKL_NUM_THREADS); default 1 for 'small'/'tiny' (the measured recipe; "
                         "robust when the cores are shared), torch's default for 'paper'")
     p.add_argument("--force", action="store_true", help="delete the run dir's checkpoints and train from scratch")
@@ -120,18 +123,33 @@ def check_arch(arch):
         raise ScriptError(f"unknown --arch {arch!r} (e.g. {', '.join(near)})")
 
 
+def max_update(args):
+    return args.max_update if args.max_update is not None else PRESETS[args.preset]["max_update"]
+
+
+def budget_minutes(args):
+    """The wall-clock budget in minutes: --budget-minutes, none with --no-budget, else the preset's (or none)."""
+    if args.no_budget:
+        return None
+    return args.budget_minutes if args.budget_minutes is not None else PRESETS[args.preset].get("budget_minutes")
+
+
 def fairseq_command(args, extra, save_dir):
     preset = PRESETS[args.preset]
     arch = args.arch or preset["arch"]
     cmd = [fairseq_cli("fairseq-train"), str(Path(args.data).resolve()), "--user-dir", USER_DIR,
            "--arch", arch, "--source-lang", "de", "--target-lang", "en", "--seed", str(args.seed),
            *preset["flags"], *precision_flags(args.precision),
-           "--max-update", str(args.max_update or preset["max_update"]),
+           "--max-update", str(max_update(args)),
            "--save-dir", str(save_dir), "--keep-last-epochs", str(args.keep_last or preset["keep_last"]),
            "--log-format", "json"]
-    budget = args.budget_minutes if args.budget_minutes is not None else preset.get("budget_minutes")
-    if budget:
-        cmd += ["--stop-time-hours", f"{budget / 60:.6f}"]
+    budget = budget_minutes(args)
+    if budget is not None:
+        hours = f"{budget / 60:.6f}"
+        if float(hours) == 0:  # fairseq reads --stop-time-hours 0 as no budget
+            raise ScriptError(f"argument --budget-minutes: {budget:g} rounds to 0 hours in fairseq's --stop-time-hours "
+                              f"(6 decimals), which fairseq reads as no budget")
+        cmd += ["--stop-time-hours", hours]
     if arch == "lightconv_iwslt_de_en" and not any(a.startswith(("--encoder-conv-type", "--decoder-conv-type"))
                                                    for a in extra):
         # fairseq's lightconv_iwslt_de_en builds DynamicConv unless told otherwise; the name promises LightConv
@@ -199,6 +217,7 @@ def main(argv=None):
     for split in ("train", "valid"):
         check_split(args.data, split)
     run_dir = Path(args.run_dir)
+    check_output_dir(run_dir, "--run-dir")
     save_dir = (run_dir / "checkpoints").resolve()
     cmd, arch, budget = fairseq_command(args, extra, save_dir)
     if args.dry_run:
@@ -223,7 +242,7 @@ def main(argv=None):
     meta = {"status": "running", "preset": args.preset, "arch": arch, "data": str(Path(args.data).resolve()),
             "corpus": manifest.get("corpus"), "budget_minutes": budget, "seed": args.seed,
             "precision": args.precision,
-            "threads": threads, "max_update": args.max_update or PRESETS[args.preset]["max_update"], "extra_flags": extra,
+            "threads": threads, "max_update": max_update(args), "extra_flags": extra,
             "script_command": command_line(), "fairseq_command": cmd[1:],
             "fairseq_command_line": shlex.join(cmd),
             "resumed_from_checkpoint": resumed, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
