@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .checkpoint import load_checkpoint
 from .cli import Parser, ScriptError, log, main_guard, positive_int
-from .files import atomic_path
+from .files import atomic_path, check_output_file
 from .rundir import EPOCH, UPDATE, numbered_checkpoints
 
 
@@ -89,6 +89,7 @@ def build_parser():
 @main_guard
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    check_output_file(args.out)
     paths = ([Path(p) for p in args.inputs] if args.inputs
              else last_checkpoints(args.checkpoints, args.last, args.update_checkpoints))
     for p in paths:

@@ -12,7 +12,12 @@ Scores (sacrebleu, with signatures):
   chrf            chrF on the same pair as sacrebleu, lowercase=True
 Writes OUT/results.json (scores, signatures, corpus, split, arch, parameters, checkpoint, decode time, versions),
 OUT/hyp.tok.en and OUT/hyp.detok.en (one line per source line, input order) and OUT/generate.txt (fairseq's
-output). Every file is written under a temporary name and renamed when complete; results.json comes last.
+output). Every file is written under a temporary name and renamed when complete; results.json comes last. When
+fairseq-generate fails, its output is left as OUT/generate.txt.failed and nothing else is written.
+Sentences longer than the model's positions (1024 tokens with EOS for every arch here): a source is truncated to
+them (fairseq's --truncate-source) and a reference that long, which fairseq-generate cannot take, gets an empty
+hypothesis; both with a warning, listed in results.json["over_long"]. A checkpoint trained on another data dir is
+refused (its dictionary sizes).
 """
 from __future__ import annotations
 
@@ -21,14 +26,14 @@ import sys
 import time
 from pathlib import Path
 
-from datadir import layout
+from datadir import layout, values
 from datadir.moses import Detokenizer
 
-from .checkpoint import arg, load_checkpoint, model_args
-from .cli import (PRECISIONS, USER_DIR, Parser, ScriptError, command_line, fairseq_cli, log, main_guard,
-                  precision_flags, run, thread_env, versions)
-from .files import read_json, write_atomic, write_json
-from .rundir import check_data_dir, check_split
+from .checkpoint import arg, load_for_data, model_args
+from .cli import (PRECISIONS, USER_DIR, Parser, ScriptError, command_line, fairseq_cli, finite_float, log, main_guard,
+                  positive_int, precision_flags, run, thread_env, versions)
+from .files import check_output_dir, read_json, read_lines, write_atomic, write_json
+from .rundir import check_data_dir, check_split, split_sizes
 
 TRANSLATED = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in ([\d.]+)s \(([\d.]+) sentences/s, "
                         r"([\d.]+) tokens/s\)")
@@ -55,6 +60,7 @@ def parse_generate(text):
 
 
 def in_order(by_id, n, what):
+    """[by_id[0], ..., by_id[n - 1]]; ScriptError when an id is missing."""
     missing = [i for i in range(n) if i not in by_id]
     if missing or len(by_id) != n:
         raise ScriptError(f"fairseq-generate returned {len(by_id)} {what} for {n} input lines "
@@ -84,10 +90,10 @@ def score(hyps_tok, refs_tok, hyps_detok, refs_raw):
     return out
 
 
-def checkpoint_info(path):
+def checkpoint_info(path, data):
     from cgc_fairseq.models import CGC_DEFAULTS  # the --cgc-* options
 
-    state = load_checkpoint(path)
+    state = load_for_data(path, data)
     margs = model_args(state)
     tied = set()  # fairseq's names of the copies of tied weights (one parameter in the model)
     if arg(margs, "share_all_embeddings"):
@@ -104,6 +110,8 @@ def checkpoint_info(path):
             "epoch": (extra.get("train_iterator") or {}).get("epoch"),
             "training_seconds": extra.get("previous_training_time"),
             "averaged_from": state.get("averaged_from"),
+            "positions": [int(arg(margs, f"max_{side}_positions") or values.MAX_POSITIONS)
+                          for side in ("source", "target")],
             "model": {k: arg(margs, k) for k in ("encoder_conv_type", "decoder_conv_type", "encoder_embed_dim",
                                                    "encoder_layers", "decoder_layers", *CGC_DEFAULTS)}}
 
@@ -114,11 +122,13 @@ def build_parser():
     p.add_argument("--data", required=True, help="the data dir the model was trained on")
     p.add_argument("--split", default="test", help="test, valid, test1, ... (default: %(default)s)")
     p.add_argument("--out", required=True, help="output dir for results.json and the hypotheses")
-    p.add_argument("--beam", type=int, default=4, help="default: %(default)s")
-    p.add_argument("--lenpen", type=float, default=1.0, help="default: %(default)s")
-    p.add_argument("--max-tokens", type=int, default=4000, help="default: %(default)s")
-    p.add_argument("--batch-size", type=int, help="sentences per batch (default: fairseq's)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (OMP/MKL_NUM_THREADS; default: torch's)")
+    p.add_argument("--beam", type=positive_int, default=4, help="beam size, >= 1 (default: %(default)s)")
+    p.add_argument("--lenpen", type=finite_float, default=1.0, help="length penalty, finite (default: %(default)s)")
+    p.add_argument("--max-tokens", type=positive_int, default=4000,
+                   help="tokens per batch, at least the longest sentence's (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, help="sentences per batch, >= 1 (default: fairseq's)")
+    p.add_argument("--threads", type=positive_int,
+                   help="CPU threads for torch, >= 1 (OMP/MKL_NUM_THREADS; default: torch's)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="decoding precision: bf16 = torch.autocast (the plugin's translation_autocast task) "
                         "(default: %(default)s)")
@@ -128,11 +138,41 @@ def build_parser():
     return p
 
 
+def over_long(data, split, positions, max_tokens):
+    """fairseq-generate's flags for the sentences of split longer than the model's (source, target) positions, with
+    a warning for each kind: a source is truncated (--truncate-source), a reference that long gets an empty
+    hypothesis (fairseq-generate cannot take its pair). Returns (flags, truncated, skipped), the 0-based lines;
+    ScriptError when max_tokens cannot hold the longest pair fairseq batches."""
+    sizes = split_sizes(data, split)
+    truncated = (sizes[layout.SRC] > positions[0]).nonzero()[0].tolist()
+    skipped = (sizes[layout.TGT] > positions[1]).nonzero()[0].tolist()
+    batched = sizes[layout.TGT] <= positions[1]
+    longest = max(int(sizes[layout.SRC][batched].clip(max=positions[0]).max(initial=0)),
+                  int(sizes[layout.TGT][batched].max(initial=0)))
+    if max_tokens < longest:
+        raise ScriptError(f"argument --max-tokens: {max_tokens} is less than the longest sentence of {split} "
+                          f"({longest} tokens)")
+    flags = []
+    if truncated:
+        log("warning: " + values.truncated(f"{split}: source {values.listing([i + 1 for i in truncated])}",
+                                         positions[0]))
+        flags += ["--truncate-source"]
+    if skipped:
+        log(f"warning: {split}: reference {values.listing([i + 1 for i in skipped])}: longer than {positions[1]} "
+            f"tokens (the model's maximum, EOS included), fairseq-generate cannot take the pair: an empty "
+            f"hypothesis in its place")
+        flags += ["--skip-invalid-size-inputs-valid-test"]
+    if flags:  # the task's limits as the model's (fairseq's defaults are 1024)
+        flags += ["--max-source-positions", str(positions[0]), "--max-target-positions", str(positions[1])]
+    return flags, truncated, skipped
+
+
 @main_guard
 def main(argv=None):
     args, extra = build_parser().parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     data, out = Path(args.data), Path(args.out)
+    check_output_dir(out)
     manifest = check_data_dir(data)
     check_split(data, args.split)
     ckpt = Path(args.checkpoint)
@@ -155,16 +195,16 @@ def main(argv=None):
                 and old.get("options") == options):
             log(f"reusing {results_path}")
             return 0
-    info = checkpoint_info(ckpt)
-    refs_tok = ref_tok_path.read_text().splitlines()
-    refs_raw = ref_raw_path.read_text().splitlines() if ref_raw_path.is_file() else None
+    info = checkpoint_info(ckpt, data)
+    refs_tok = read_lines(ref_tok_path)
+    refs_raw = read_lines(ref_raw_path) if ref_raw_path.is_file() else None
     if refs_raw is not None and len(refs_raw) != len(refs_tok):
         raise ScriptError(f"{ref_raw_path} has {len(refs_raw)} lines, {ref_tok_path} has {len(refs_tok)}")
-
+    fit, truncated, skipped = over_long(data, args.split, info["positions"], args.max_tokens)
     cmd = [fairseq_cli("fairseq-generate"), str(data.resolve()), "--user-dir", USER_DIR, "--path", str(ckpt),
            "--source-lang", layout.SRC, "--target-lang", layout.TGT, "--gen-subset", args.split, "--beam", str(args.beam),
            "--lenpen", str(args.lenpen), "--max-tokens", str(args.max_tokens), "--post-process", "sentencepiece",
-           "--seed", "1", "--required-batch-size-multiple", "1"]  # fairseq drops a last batch not a multiple of 8
+           "--seed", "1", "--required-batch-size-multiple", "1", *fit]  # fairseq drops a last batch not a multiple of 8
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
     cmd += precision_flags(args.precision) + extra
@@ -173,8 +213,9 @@ def main(argv=None):
     wall = run(cmd, stdout_path=out / "generate.txt", echo=not args.quiet, what="fairseq-generate",
                env=thread_env(args.threads))
     hyps_by_id, srcs_by_id, timing = parse_generate((out / "generate.txt").read_text())
-    hyps = in_order(hyps_by_id, len(refs_tok), "hypotheses")
-    srcs = in_order(srcs_by_id, len(refs_tok), "sources")
+    empty = dict.fromkeys(skipped, "")
+    hyps = in_order({**empty, **hyps_by_id}, len(refs_tok), "hypotheses")
+    srcs = in_order({**empty, **srcs_by_id}, len(refs_tok), "sources")
     detokenize = Detokenizer(layout.TGT)
     hyps_detok = [detokenize(h) for h in hyps]
     write_atomic(out / "hyp.tok.en", "\n".join(hyps) + "\n")
@@ -182,7 +223,7 @@ def main(argv=None):
     # the ids are input line numbers: the sources in id order must be DATA/tok/SPLIT.de (up to <unk>)
     src_check = None
     if src_tok_path.is_file():
-        src_ref = src_tok_path.read_text().splitlines()
+        src_ref = read_lines(src_tok_path)
         src_check = {"lines": len(srcs), "identical_to_tok_source": sum(a == b for a, b in zip(srcs, src_ref))}
     scores = score(hyps, refs_tok, hyps_detok, refs_raw)
     split_info = (manifest.get("splits") or {}).get(args.split, {})
@@ -196,6 +237,8 @@ def main(argv=None):
         "decode": {"wall_seconds": round(wall, 2), **(timing or {}),
                    "wall_sentences_per_second": round(len(hyps) / wall, 2) if wall > 0 else None},
         "options": options, "source_order_check": src_check,
+        "over_long": {"positions": info["positions"], "truncated_sources": [i + 1 for i in truncated],
+                      "skipped_references": [i + 1 for i in skipped]},
         "files": {"hypotheses_tokenized": str((out / "hyp.tok.en").resolve()),
                   "hypotheses_detokenized": str((out / "hyp.detok.en").resolve()),
                   "reference_tokenized": str(ref_tok_path.resolve()),

@@ -28,9 +28,9 @@ from pathlib import Path
 
 from datadir import layout
 
-from .checkpoint import arg, load_checkpoint, model_args
-from .cli import Parser, ScriptError, command_line, log, main_guard, positive_int, versions
-from .files import atomic_path, write_json
+from .checkpoint import arg, load_for_data, model_args
+from .cli import Parser, ScriptError, command_line, log, main_guard, nonnegative_float, positive_int, versions
+from .files import atomic_path, check_output_dir, write_json
 from .rundir import check_data_dir, check_split
 
 FILES = ("encoder", "decoder", "decoder_step")
@@ -43,17 +43,16 @@ def build_parser():
     p.add_argument("--data", required=True, help="the data dir the model was trained on (dictionaries, the split)")
     p.add_argument("--out", required=True, help="output dir for the .pt2 files and export.json")
     p.add_argument("--split", default="valid", help="the split whose sentences the check uses (default: %(default)s)")
-    p.add_argument("--sentences", type=positive_int, default=8, help="sentences checked (default: %(default)s)")
-    p.add_argument("--tolerance", type=float, default=1e-4,
-                   help="largest max |exported - eager| accepted (default: %(default)s)")
+    p.add_argument("--sentences", type=positive_int, default=8, help="sentences checked, >= 1 (default: %(default)s)")
+    p.add_argument("--tolerance", type=nonnegative_float, default=1e-4,
+                   help="largest max |exported - eager| accepted, >= 0 (default: %(default)s)")
     return p
 
 
-def check_arch(path):
-    """The checkpoint's arch, which must be one of the cgc_lightconv model's (ScriptError otherwise)."""
-    state = load_checkpoint(path)
-    if not isinstance(state, dict) or "model" not in state:
-        raise ScriptError(f"{path} is not a fairseq checkpoint (no 'model' entry)")
+def check_arch(path, data):
+    """The checkpoint's arch, which must be one of the cgc_lightconv model's, trained on data (ScriptError
+    otherwise)."""
+    state = load_for_data(path, data)
     margs = model_args(state)
     arch = arg(margs, "arch") if margs is not None else None
     from fairseq.models import ARCH_MODEL_NAME_REGISTRY
@@ -79,17 +78,16 @@ def main(argv=None):
     data, out, ckpt = Path(args.data), Path(args.out), Path(args.checkpoint)
     if not ckpt.is_file():
         raise ScriptError(f"checkpoint not found: {ckpt}")
+    check_output_dir(out)
     check_data_dir(data)
     check_split(data, args.split)
-    if not args.tolerance >= 0:
-        raise ScriptError(f"--tolerance must be >= 0, got {args.tolerance}")
 
     import torch
     from fairseq import checkpoint_utils
 
     from cgc_fairseq.export import EXAMPLE, check_exportable, compare, dims, export_model
 
-    arch = check_arch(ckpt)
+    arch = check_arch(ckpt, data)
     log(f"loading {ckpt} ({arch})")
     try:
         [model], _cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(ckpt)],

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from datadir import layout
 
-from .cli import Parser, ScriptError, log, main_guard
-from .files import atomic_path
+from .checkpoint import load_for_data
+from .cli import Parser, ScriptError, log, main_guard, positive_int
+from .files import atomic_path, check_output_dir, read_lines
 from .rundir import check_data_dir, check_split, run_curves
 
 
@@ -79,8 +80,7 @@ def collect_gates(checkpoint, data, split, n):
     models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)],
                                                                        arg_overrides={"data": str(data)})
     sp = spm.SentencePieceProcessor(model_file=str(layout.spm_model(data)))
-    src_lines = layout.tok_file(data, split, layout.SRC).read_text().splitlines()[:n]
-    tgt_lines = layout.tok_file(data, split, layout.TGT).read_text().splitlines()[:n]
+    src_lines, tgt_lines = (read_lines(layout.tok_file(data, split, lang))[:n] for lang in layout.LANGS)
     sd, td = task.source_dictionary, task.target_dictionary
     sentences, pairs = [], []
     for s, t in zip(src_lines, tgt_lines):
@@ -150,7 +150,7 @@ def build_parser():
     p.add_argument("--checkpoint", help="a context-gated model for the gate heat maps")
     p.add_argument("--data", help="its data dir (with --checkpoint)")
     p.add_argument("--split", default="test", help="sentences for the heat maps (default: %(default)s)")
-    p.add_argument("--sentences", type=int, default=3, help="how many (default: %(default)s)")
+    p.add_argument("--sentences", type=positive_int, default=3, help="how many, >= 1 (default: %(default)s)")
     p.add_argument("--out", required=True, help="output dir for the PNGs")
     return p
 
@@ -163,6 +163,7 @@ def main(argv=None):
     if args.labels and len(args.labels) != len(args.runs):
         raise ScriptError(f"--labels has {len(args.labels)} names for {len(args.runs)} runs")
     out = Path(args.out)
+    check_output_dir(out)
     written = []
     if args.runs:
         labels = args.labels or [Path(r).resolve().name for r in args.runs]
@@ -175,6 +176,7 @@ def main(argv=None):
             raise ScriptError(f"checkpoint not found: {args.checkpoint}")
         check_data_dir(args.data)
         check_split(args.data, args.split)
+        load_for_data(args.checkpoint, args.data)  # the data dir's dictionaries, before fairseq builds the model
         got = collect_gates(args.checkpoint, args.data, args.split, args.sentences)
         if got is None:
             log(f"{args.checkpoint} has no context gates (an ungated model): no gate heat maps")
