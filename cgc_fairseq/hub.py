@@ -8,18 +8,35 @@ The models read lowercased, Moses-tokenized sentencepiece pieces (data-bin-prep/
 tokenizer does not lowercase, so this module registers the tokenizer `moses_lc`: the data preparation's own
 tokenizer (datadir.moses: lowercase, optionally Moses punctuation normalisation, Moses tokenization with escaping),
 its settings read from the data dir's manifest.json; decode is the Moses detokenizer (case is not restored).
+
+What translate() takes (AutocastHubInterface): a str, or a list or tuple of str, each one sentence as a line of
+datadir.lines (a "\n" at its end ends it, a "\n" inside it is a ValueError, other line breaks are spaces); anything
+else is a TypeError. A sentence longer than the model's source positions (1024 tokens with EOS) is truncated to
+them with a logged warning. beam, lenpen and the other generation options follow datadir.values' rules (ValueError
+`beam: must be >= 1, got 0`, the words of the scripts' `--beam`); beam defaults to from_pretrained's.
 """
 import json
+import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from fairseq.data.encoders import register_tokenizer
 from fairseq.dataclass import FairseqDataclass
 from fairseq.hub_utils import GeneratorHubInterface
 
-from datadir import layout
+from datadir import layout, lines, values
 
 from .precision import autocast
+
+logger = logging.getLogger(__name__)
+
+# the rules of the generation options a caller may give (fairseq's names)
+GENERATION_RULES = {"beam": values.positive_int, "lenpen": values.finite_float, "nbest": values.positive_int,
+                    "max_len_a": values.nonnegative_float, "max_len_b": values.nonnegative_int,
+                    "min_len": values.positive_int, "unkpen": values.finite_float,
+                    "max_tokens": values.positive_int, "batch_size": values.positive_int}
 
 
 @dataclass
@@ -58,23 +75,78 @@ class MosesLowercaseTokenizer:
         self.detokenize = moses.Detokenizer(cfg.target_lang)
 
     def encode(self, x: str) -> str:
-        return self.tokenize(x)
+        return self.tokenize(lines.clean(x))  # fairseq-interactive's lines, as datadir.lines reads them
 
     def decode(self, x: str) -> str:
         return self.detokenize(x)
 
 
+def checked(options):
+    """Generation options checked by their rules (ValueError naming the option); None means fairseq's default."""
+    return {k: v if v is None or k not in GENERATION_RULES else values.check(k, GENERATION_RULES[k], v)
+            for k, v in options.items()}
+
+
+def sentence_list(sentences):
+    """A str, or a list or tuple of str, as a list of lines (datadir.lines.one_line); TypeError for anything else."""
+    if isinstance(sentences, str):
+        sentences = [sentences]
+    elif not isinstance(sentences, (list, tuple)):
+        raise TypeError(f"translate: expected a str or a list of str, got {type(sentences).__name__}")
+    for i, s in enumerate(sentences):
+        if not isinstance(s, str):
+            raise TypeError(f"translate: sentence {i} is of type {type(s).__name__}, expected a str")
+    return [lines.one_line(s, f"sentence {i}") for i, s in enumerate(sentences)]
+
+
 class AutocastHubInterface(GeneratorHubInterface):
-    """fairseq's GeneratorHubInterface whose generation runs in a compute precision (cgc_fairseq/precision.py)."""
+    """fairseq's GeneratorHubInterface whose generation runs in a compute precision (cgc_fairseq/precision.py),
+    with checked inputs (see the module's docstring)."""
 
     def __init__(self, cfg, task, models, precision="fp32"):
         super().__init__(cfg, task, models)
         autocast(precision, "cpu")  # an unknown precision fails here, not at the first translation
         self.precision = precision
+        self.source_positions = self.max_positions[0]
+        if cfg.dataset.max_tokens is not None and cfg.dataset.max_tokens < self.source_positions:
+            cfg.dataset.max_tokens = self.source_positions  # a batch holds the longest sentence the model takes
 
-    def generate(self, *args, **kwargs):
-        with autocast(self.precision, self.device):
-            return super().generate(*args, **kwargs)
+    def translate(self, sentences, beam=None, verbose=False, **kwargs):
+        return self.sample(sentences, beam, verbose, **kwargs)
+
+    def sample(self, sentences, beam=None, verbose=False, **kwargs):
+        """fairseq's sample (a str -> a str, a list -> a list), with checked sentences, beam and options."""
+        texts = sentence_list(sentences)
+        tokens = [self.fit(self.encode(text), f"sentence {i}") for i, text in enumerate(texts)]
+        out = [self.decode(hypos[0]["tokens"]) for hypos in self.generate(tokens, beam, verbose, **kwargs)]
+        return out[0] if isinstance(sentences, str) else out
+
+    def fit(self, tokens, where):
+        """An encoded sentence (ending in EOS) cut to the model's source positions, with a warning naming `where`
+        when it is cut."""
+        if len(tokens) <= self.source_positions:
+            return tokens
+        logger.warning(values.truncated(where, self.source_positions))
+        return torch.cat([tokens[: self.source_positions - 1], tokens.new_tensor([self.src_dict.eos()])])
+
+    def generate(self, tokenized_sentences, beam=None, verbose=False, **kwargs):
+        beam = self.cfg.generation.beam if beam is None else beam
+        kwargs = checked({"beam": beam, **kwargs})
+        if not len(tokenized_sentences):
+            return []
+        with autocast(self.precision, self.device), warnings.catch_warnings():
+            # fairseq's batches ask for pinned memory, which torch cannot give without an accelerator: no news
+            warnings.filterwarnings("ignore", message=".*'pin_memory' argument is set as true but no accelerator")
+            return super().generate(tokenized_sentences, verbose=verbose, **kwargs)
+
+
+def check_dictionaries(checkpoint, data):
+    """ValueError when the checkpoint's dictionaries are not DATA's (datadir.layout's words); read memory-mapped."""
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not readable this way: leave the error to fairseq
+        return
+    layout.check_dictionaries(state.get("model") or {}, data, checkpoint)
 
 
 def from_pretrained(model_dir, checkpoint_file="average.pt", data=None, beam=4, lenpen=1.0, precision="fp32",
@@ -82,8 +154,13 @@ def from_pretrained(model_dir, checkpoint_file="average.pt", data=None, beam=4, 
     """A fairseq GeneratorHubInterface (`.translate(text)`, `.sample`, `.models`) for a checkpoint trained on a
     data dir of data-bin-prep/prepare.py: sentencepiece from DATA/spm.model, tokenizer `moses_lc` with the
     settings of DATA/manifest.json. model_dir may also be the checkpoint file itself. precision: "fp32" or "bf16"
-    (generation under torch.autocast; the weights stay fp32)."""
+    (generation under torch.autocast; the weights stay fp32). beam, lenpen and the generation and batching options
+    in kwargs (max_len_b, max_tokens, batch_size, ...) are checked (ValueError); max_tokens (default: the
+    checkpoint's) is raised to the model's source positions when lower. A checkpoint trained on another data dir
+    is a ValueError naming both dictionary sizes."""
     from fairseq import hub_utils
+
+    kwargs = checked({"beam": beam, "lenpen": lenpen, **kwargs})
 
     model_dir = Path(model_dir)
     if model_dir.is_file():
@@ -93,9 +170,13 @@ def from_pretrained(model_dir, checkpoint_file="average.pt", data=None, beam=4, 
     data = Path(data) if data is not None else model_dir
     if not layout.spm_model(data).is_file():
         raise FileNotFoundError(f"no {layout.SPM_MODEL} in the data dir {data}")
-    loaded = hub_utils.from_pretrained(
-        str(model_dir.resolve()), checkpoint_file=checkpoint_file, data_name_or_path=str(data.resolve()),
-        bpe="sentencepiece", sentencepiece_model=str(layout.spm_model(data).resolve()), tokenizer="moses_lc",
-        moses_lc_manifest=str(layout.manifest_file(data).resolve()), source_lang="de", target_lang="en",
-        user_dir=str(Path(__file__).resolve().parent), beam=beam, lenpen=lenpen, **kwargs)
+    try:
+        loaded = hub_utils.from_pretrained(
+            str(model_dir.resolve()), checkpoint_file=checkpoint_file, data_name_or_path=str(data.resolve()),
+            bpe="sentencepiece", sentencepiece_model=str(layout.spm_model(data).resolve()), tokenizer="moses_lc",
+            moses_lc_manifest=str(layout.manifest_file(data).resolve()), source_lang="de", target_lang="en",
+            user_dir=str(Path(__file__).resolve().parent), **kwargs)
+    except RuntimeError:  # e.g. a tensor size mismatch: say so when it is another data dir's checkpoint
+        check_dictionaries(model_dir / checkpoint_file, data)
+        raise
     return AutocastHubInterface(loaded["args"], loaded["task"], loaded["models"], precision).eval()
