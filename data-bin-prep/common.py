@@ -14,11 +14,13 @@ import json
 import lzma
 import os
 import platform
-import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
+
+from datadir import lines as text_lines
+from datadir import values
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"  # where the raw releases are looked for by default
@@ -73,22 +75,20 @@ def read_bytes(path: Path) -> bytes:
 
 
 def read_lines(path: Path) -> list[str]:
-    """Lines of a UTF-8 file, split on ``\\n`` only (as Perl/sed do).
-
-    Non-UTF-8 bytes raise a :class:`PrepError` naming the file and the line.
-    A trailing newline does not produce an extra empty line.
-    """
-    data = read_bytes(path)
+    """The lines of a UTF-8 file as ``datadir.lines`` defines them (split at ``\\n``,
+    other line breaks become spaces, BOMs dropped). Non-UTF-8 bytes and NULs raise
+    a :class:`PrepError` naming the file and the line."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line_no = data.count(b"\n", 0, e.start) + 1
-        raise PrepError(
-            f"{path}: not UTF-8 (byte 0x{data[e.start]:02x} at line {line_no})"
-        ) from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+        return text_lines.decode(read_bytes(path), path)
+    except text_lines.TextError as e:
+        raise PrepError(str(e)) from None
+
+
+def read_input(path: Path) -> list[str]:
+    """read_lines of a raw input file, which must have text (not empty, not blank lines only)."""
+    lines = read_lines(path)
+    if not text_lines.has_text(lines):
+        raise PrepError(f"{path}: no text (the file is empty or has only blank lines)")
     return lines
 
 
@@ -147,19 +147,10 @@ def write_lines(path: Path, lines: Iterable[str]) -> None:
 
 
 def write_json(path: Path, obj) -> None:
+    """obj as strict JSON (a nan or infinite float becomes null), written atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def remove_stale_tmp(out: Path) -> None:
-    """Delete leftovers of interrupted runs (``.NAME.tmpPID`` files, temp dirs)."""
-    if not out.is_dir():
-        return
-    for p in out.rglob(".*.tmp*"):
-        if p.is_file():
-            p.unlink()
-        elif p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
+        tmp.write_text(json.dumps(values.json_safe(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+                       encoding="utf-8")
 
 
 # --------------------------------------------------------------------------
@@ -190,7 +181,8 @@ class Steps:
             return False
 
     def run(self, name: str, key: dict, outputs: Sequence[Path], fn: Callable[[], object]):
-        """Run ``fn`` unless the step is finished; return whether it ran."""
+        """Run ``fn`` unless the step is finished; return whether it ran. A dict ``fn`` returns is kept in the
+        stamp (``result``)."""
         if self.done(name, key, outputs):
             log(f"[skip] {name}: already done (use --force to redo)")
             self.skipped.append(name)
@@ -199,13 +191,22 @@ class Steps:
         if stamp.exists():
             stamp.unlink()  # outputs are about to change
         log(f"[step] {name}")
-        fn()
+        result = fn()
         missing = [str(p) for p in outputs if not Path(p).is_file()]
         if missing:  # a bug in this code, not a user error
             raise RuntimeError(f"step {name} did not produce {missing}")
-        write_json(stamp, {"key": _jsonable(key), "finished": now()})
+        write_json(stamp, {"key": _jsonable(key), "finished": now(),
+                           **({"result": result} if isinstance(result, dict) else {})})
         self.ran.append(name)
         return True
+
+
+    def result(self, name: str) -> dict:
+        """What a finished step's function returned ({} when nothing, or not finished)."""
+        try:
+            return json.loads(self._stamp(name).read_text(encoding="utf-8")).get("result") or {}
+        except (OSError, ValueError):
+            return {}
 
 
 def _jsonable(obj):

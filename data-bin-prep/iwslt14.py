@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 import pipeline
-from common import PrepError, Steps, find_file, log, read_lines, write_lines
+from common import PrepError, Steps, find_file, log, read_input, read_lines, write_lines
 from datadir import layout
 from datadir.layout import LANGS
 from iwslt14_release import TEST_SETS, TRAIN_FILES, URL, is_standard, obtain_release, xml_name
@@ -90,7 +90,7 @@ def prepare(args) -> dict:
         per = {l: [] for l in LANGS}
         raws = {l: [] for l in LANGS}
         for s in TEST_SETS:
-            segs = {l: extract_segs(read_lines(files[xml_name(s, l)])) for l in LANGS}
+            segs = {l: extract_segs(read_input(files[xml_name(s, l)])) for l in LANGS}
             pipeline.check_pair(segs["de"][0], segs["en"][0], str(files[xml_name(s, "de")]),
                                 str(files[xml_name(s, "en")]))
             for l in LANGS:
@@ -110,7 +110,7 @@ def prepare(args) -> dict:
     clean_stats = {}
     if not args.eval_only:
         def do_train():
-            lines = {l: filter_train(read_lines(files[TRAIN_FILES[l]])) for l in LANGS}
+            lines = {l: filter_train(read_input(files[TRAIN_FILES[l]])) for l in LANGS}
             pipeline.check_pair(lines["de"], lines["en"], str(files[TRAIN_FILES["de"]]) + " (after tag filtering)",
                                 str(files[TRAIN_FILES["en"]]))
             # The script cleans the tokenized *cased* text, then lowercases. Lowercasing

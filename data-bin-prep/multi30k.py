@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pipeline
-from common import SHARED, PrepError, Steps, find_file, log, read_lines, write_lines
+from common import SHARED, PrepError, Steps, find_file, log, read_input, read_lines, write_lines
 from datadir import layout
 from datadir.layout import LANGS
 
@@ -80,7 +80,7 @@ def prepare(args) -> dict:
     def do_text():
         data = {}  # read and check every input before writing anything
         for split, release in SPLITS.items():
-            data[split] = {l: read_lines(files[(release, l)]) for l in LANGS}
+            data[split] = {l: read_input(files[(release, l)]) for l in LANGS}
             pipeline.check_pair(data[split]["de"], data[split]["en"],
                                 str(files[(release, "de")]), str(files[(release, "en")]))
         for split, lines in data.items():

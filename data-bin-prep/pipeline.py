@@ -2,10 +2,13 @@
 training and encoding, fairseq-preprocess, the manifest and the printed summary.
 
 A recipe (iwslt14.py, multi30k.py) writes DIR/tok/ and DIR/raw/, then calls finish() and write_manifest().
+A sentence longer than the models' positions (datadir.values.MAX_POSITIONS, EOS included) is truncated to them in
+DIR/spm/ (what is binarized), with a warning; manifest.json["truncated"] lists the lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,10 +19,12 @@ from pathlib import Path
 from typing import Sequence
 
 import common
+import outdir
 import text
 from common import PrepError, Steps, log, read_lines, write_lines
-from datadir import layout
+from datadir import layout, values
 from datadir.layout import LANGS
+from datadir.lines import has_text
 
 SPM_DEFAULTS = {
     "model_type": "bpe",
@@ -68,26 +73,21 @@ def fidelity(out: Path, refs: dict[str, Path | None], split: str) -> dict:
     return report
 
 
-def _fresh_tmp_dir(parent: Path, name: str) -> Path:
-    """An empty scratch directory with a fixed name (outputs stay byte-reproducible)."""
-    common.ensure_dir(parent)
-    d = Path(parent) / name
-    if d.exists():
-        shutil.rmtree(d)
-    d.mkdir()
-    return d
-
-
 def train_spm(inputs: Sequence[Path], out_dir: Path, vocab_size: int, threads: int) -> dict:
     """Train one joint sentencepiece model; writes OUT/spm.model and OUT/spm.vocab."""
     import sentencepiece as spm
 
-    tmpdir = _fresh_tmp_dir(out_dir, ".spm.tmp")  # fixed name: it is recorded in spm.model
+    for p in inputs:
+        if not has_text(read_lines(p)):
+            raise PrepError(f"{p}: no training text (every training pair was empty or cleaned away)")
+    tmpdir = outdir.run_tmp_dir(out_dir, "spm")
+    inputs = ",".join(str(Path(p).resolve()) for p in inputs)
     try:
         options = dict(SPM_DEFAULTS, vocab_size=int(vocab_size), num_threads=int(threads))
+        # from inside this run's own folder, so the model records the same prefix ("spm") whichever run made it
         try:
-            spm.SentencePieceTrainer.train(input=",".join(str(p) for p in inputs), model_prefix=str(tmpdir / "spm"),
-                                           minloglevel=2, **options)
+            with contextlib.chdir(tmpdir):
+                spm.SentencePieceTrainer.train(input=inputs, model_prefix="spm", minloglevel=2, **options)
         except (RuntimeError, OSError) as e:
             raise PrepError(f"sentencepiece training failed: {str(e).splitlines()[0]}") from None
         for name in (layout.SPM_VOCAB, layout.SPM_MODEL):  # model last: it is what "done" looks for
@@ -97,15 +97,20 @@ def train_spm(inputs: Sequence[Path], out_dir: Path, vocab_size: int, threads: i
     return options
 
 
-def spm_encode_file(model: Path, src: Path, dst: Path, threads: int) -> int:
-    """Encode a tokenized text file into space-separated pieces; returns #pieces."""
+def spm_encode_file(model: Path, src: Path, dst: Path, threads: int) -> list[int]:
+    """Encode a tokenized text file into space-separated pieces, each line cut to the models' positions (EOS
+    included); returns the numbers of the lines cut, after a warning naming them."""
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=str(model))
     lines = read_lines(src)
     pieces = sp.encode(lines, out_type=str, num_threads=int(threads)) if lines else []
-    write_lines(dst, (" ".join(p) for p in pieces))
-    return sum(len(p) for p in pieces)
+    keep = values.MAX_POSITIONS - 1  # + EOS
+    cut = [i + 1 for i, p in enumerate(pieces) if len(p) > keep]
+    if cut:
+        log("warning: " + values.truncated(f"{src} {values.listing(cut)}"))
+    write_lines(dst, (" ".join(p[:keep]) for p in pieces))
+    return cut
 
 
 def fairseq_preprocess(out: Path, trainpref: Path, validpref: Path, testprefs: Sequence[Path],
@@ -115,14 +120,15 @@ def fairseq_preprocess(out: Path, trainpref: Path, validpref: Path, testprefs: S
     Runs in a temporary directory and moves the results in afterwards, so an interrupted run leaves no
     finished-looking binaries.
     """
-    tmpdir = _fresh_tmp_dir(out, ".bin.tmp")  # fixed name: it is recorded in preprocess.log
+    tmpdir = outdir.run_tmp_dir(out, "bin")
+    # run inside this run's own folder with --destdir ., so preprocess.log is the same whichever run made it
     cmd = [sys.executable, "-m", "fairseq_cli.preprocess", "--source-lang", layout.SRC, "--target-lang", layout.TGT,
-           "--trainpref", str(trainpref), "--validpref", str(validpref),
-           "--testpref", ",".join(str(p) for p in testprefs), "--destdir", str(tmpdir), "--joined-dictionary",
-           "--workers", str(max(1, int(workers)))]
+           "--trainpref", str(Path(trainpref).resolve()), "--validpref", str(Path(validpref).resolve()),
+           "--testpref", ",".join(str(Path(p).resolve()) for p in testprefs), "--destdir", ".",
+           "--joined-dictionary", "--workers", str(max(1, int(workers)))]
     try:
         log("  $ " + " ".join(cmd[2:]))
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmpdir)
         if proc.returncode != 0:
             lines = [l for l in proc.stdout.splitlines() if l.strip()]
             last = lines[-1].strip() if lines else "no output"
@@ -151,8 +157,9 @@ def finish(args, out: Path, steps: Steps, splits: list[str]) -> None:
     def do_encode():
         from tqdm import tqdm
 
-        for src, dst in tqdm(list(zip(tok_files, spm_files)), desc="spm encode", leave=False):
-            spm_encode_file(spm_model, src, dst, args.workers)
+        cut = {dst.name: spm_encode_file(spm_model, src, dst, args.workers)
+               for src, dst in tqdm(list(zip(tok_files, spm_files)), desc="spm encode", leave=False)}
+        return {"truncated": {name: lines for name, lines in cut.items() if lines}}  # kept in the step's stamp
 
     steps.run("encode", {"model": common.sha256_file(spm_model), "inputs": hashes(tok_files)}, spm_files, do_encode)
 
@@ -209,6 +216,8 @@ def write_manifest(args, out: Path, tokenizer: dict, split_sources: dict, inputs
         "spm_model_type": None if eval_only else SPM_DEFAULTS["model_type"],
         "spm_options": None if eval_only else SPM_DEFAULTS,
         "tokenizer": dict(tokenizer),
+        "max_positions": values.MAX_POSITIONS,
+        "truncated": steps.result("encode").get("truncated", {}),  # spm/ file -> lines cut to max_positions
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(args).items())},
         **extra,
         "inputs": inputs,

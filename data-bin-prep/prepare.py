@@ -9,7 +9,8 @@ Output (DIR): fairseq-preprocess binaries + dict.{de,en}.txt, spm.model/.vocab,
 tok/{split}.{de,en} (tokenized lowercased text), raw/{split}.{de,en} (untouched
 cased eval references), spm/{split}.{de,en} (pieces), manifest.json.
 Finished steps are skipped unless --force; every file is written under a
-temporary name and renamed when complete.
+temporary name and renamed when complete. A run holds a lock on DIR
+(DIR/.prep.lock): a second run on the same DIR is refused while it runs.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from pathlib import Path
 import common
 import iwslt14
 import multi30k
+import outdir
 import pipeline
 from common import REPO, SHARED, PrepError
+from datadir import values
 
 # a corpus is a recipe module (HELP, RAW_DIR, RAW_HELP, VOCAB_SIZE, add_arguments, prepare) and a line here
 CORPORA = {"iwslt14": iwslt14, "multi30k": multi30k}
@@ -45,11 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"raw release (default: {default_raw} when it exists){recipe.RAW_HELP}")
         sp.add_argument("--out", type=Path, default=REPO / "data-bin" / f"{corpus}.de-en",
                         help="output directory (default: %(default)s)")
-        sp.add_argument("--vocab-size", type=int, default=recipe.VOCAB_SIZE,
-                        help="joint sentencepiece vocabulary size (default: %(default)s)")
-        sp.add_argument("--workers", type=int, default=common.default_workers(),
+        sp.add_argument("--vocab-size", type=values.argument_type(values.at_least(8)), default=recipe.VOCAB_SIZE,
+                        help="joint sentencepiece vocabulary size, >= 8 (default: %(default)s)")
+        sp.add_argument("--workers", type=values.argument_type(values.positive_int), default=common.default_workers(),
                         help="processes for tokenization / threads for spm / fairseq "
-                             "workers (default: all cores = %(default)s)")
+                             "workers, >= 1 (default: all cores = %(default)s)")
         sp.add_argument("--force", action="store_true", help="redo finished steps")
         recipe.add_arguments(sp)
     return p
@@ -61,13 +64,10 @@ def main(argv=None) -> int:
 
     tqdm.monitor_interval = 0  # no tqdm monitor thread: tokenization forks worker processes
     try:
-        if args.vocab_size < 8:
-            raise PrepError(f"--vocab-size must be at least 8, got {args.vocab_size}")
-        if args.workers < 1:
-            raise PrepError(f"--workers must be at least 1, got {args.workers}")
         common.ensure_dir(args.out)
-        common.remove_stale_tmp(args.out)
-        manifest = CORPORA[args.corpus].prepare(args)
+        with outdir.locked(args.out):
+            outdir.remove_stale_tmp(args.out)
+            manifest = CORPORA[args.corpus].prepare(args)
     except PrepError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import common
+import outdir
 import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,7 +173,7 @@ def test_interrupted_write_leaves_nothing(tmp_path):
     # leftovers of a killed process (no chance to clean up) are removed on the next run
     stale = tmp_path / "tok" / ".train.de.tmp12345"
     stale.write_text("x")
-    common.remove_stale_tmp(tmp_path)
+    outdir.remove_stale_tmp(tmp_path)
     assert not stale.exists()
 
 
