@@ -53,20 +53,21 @@ def finite_float(value):
     return value
 
 
-def positive_float(value):
-    """The rule: a finite number > 0."""
-    value = finite_float(value)
-    if value <= 0:
-        raise ValueError(f"must be > 0, got {value:g}")
-    return value
+def finite_above(low, or_equal):
+    """The rule: a finite number > low (>= low when or_equal)."""
+
+    def rule(value):
+        value = finite_float(value)
+        if value < low or value == low and not or_equal:
+            raise ValueError(f"must be {'>=' if or_equal else '>'} {low:g}, got {value:g}")
+        return value
+
+    rule.__name__ = f"number_{'at_least' if or_equal else 'above'}_{low:g}"
+    return rule
 
 
-def nonnegative_float(value):
-    """The rule: a finite number >= 0."""
-    value = finite_float(value)
-    if value < 0:
-        raise ValueError(f"must be >= 0, got {value:g}")
-    return value
+positive_float = finite_above(0, or_equal=False)
+nonnegative_float = finite_above(0, or_equal=True)
 
 
 def check(name, rule, value):
