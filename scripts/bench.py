@@ -59,7 +59,8 @@ from pathlib import Path
 from .bench_memory import run_probe
 from .bench_models import BEAM, SIZES, Bench, Data, entry, model_config, split_entry, timed
 from .bench_report import LABELS, LONG_DECODE_POSITIONS, PRECISION_TARGETS, TARGETS, analyse, write_outputs
-from .cli import PRECISIONS, Parser, ScriptError, command_line, cpu_model, log, main_guard, positive_int, versions
+from .cli import (PRECISIONS, Parser, ScriptError, command_line, cpu_model, log, main_guard, nonnegative_int,
+                  positive_int, versions)
 from .rundir import check_data_dir, check_split
 
 DEFAULT_MODELS = ["transformer", "lightconv", "dynamicconv", "cgc_lightconv", "cgc_dynamicconv"]
@@ -139,14 +140,14 @@ def build_parser():
     p.add_argument("--models", nargs="+", choices=list(LABELS), default=DEFAULT_MODELS,
                    help="default: %(default)s; nocgc_*: the plugin's conv with --no-cgc (the gate's own cost)")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed rounds (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed train steps per model first (default: %(default)s)")
+    p.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed train steps per model first (default: %(default)s)")
     p.add_argument("--steps", type=positive_int, default=4, help="train batches per round (default: %(default)s)")
     p.add_argument("--max-tokens", type=positive_int, default=4000, help="default: %(default)s")
-    p.add_argument("--seed", type=int, default=1, help="model init and batch order (default: %(default)s)")
+    p.add_argument("--seed", type=nonnegative_int, default=1, help="model init and batch order (default: %(default)s)")
     p.add_argument("--decode-split", default="test", help="default: %(default)s")
     p.add_argument("--decode-sentences", type=positive_int, default=200, help="default: %(default)s")
     p.add_argument("--decode-len", type=positive_int, default=30, help="tokens per hypothesis (default: %(default)s)")
-    p.add_argument("--long-decode-len", type=int, default=100,
+    p.add_argument("--long-decode-len", type=nonnegative_int, default=100,
                    help="decoder step times with hypotheses forced to this many tokens (0: skip; default: %(default)s)")
     p.add_argument("--long-decode-sentences", type=positive_int, default=10,
                    help="the shortest sentences of the decoded ones, for the long outputs (default: %(default)s)")
@@ -193,13 +194,9 @@ def main(argv=None):
         return render(args.from_json, Path(args.out), args if args.remeasure_memory else None)
     args.sizes, args.models = list(dict.fromkeys(args.sizes)), list(dict.fromkeys(args.models))
     args.precisions = list(dict.fromkeys(args.precisions))
-    if args.long_decode_len < 0:
-        raise ScriptError(f"--long-decode-len must be >= 0, got {args.long_decode_len}")
     check_data_dir(args.data)
     for split in ("train", args.decode_split):
         check_split(args.data, split)
-    if args.warmup < 0:
-        raise ScriptError(f"--warmup must be >= 0, got {args.warmup}")
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -24,7 +24,7 @@ from pathlib import Path
 from datadir import layout
 
 from . import pipeline
-from .cli import PRECISIONS, REPO, Parser, ScriptError, log, main_guard, run
+from .cli import PRECISIONS, REPO, Parser, ScriptError, log, main_guard, positive_float, positive_int, run
 from .files import read_json, write_json
 from .rundir import kept_checkpoints
 
@@ -97,20 +97,20 @@ def reusing(reused):
 
 def build_parser():
     p = Parser.from_doc("demo", __doc__)
-    p.add_argument("--budget-minutes", type=float, default=30.0,
+    p.add_argument("--budget-minutes", type=positive_float, default=30.0,
                    help="training wall-clock budget (default: %(default)s); a larger value on a rerun resumes")
     p.add_argument("--corpus", choices=["auto", "iwslt14", "multi30k"], default="auto", help="default: %(default)s")
     p.add_argument("--iwslt14-raw", type=Path, help="a local IWSLT'14 release (dir with train.tags.* or de-en.tgz)")
     p.add_argument("--data-bin", type=Path, help="data dir (default: data-bin/CORPUS.de-en)")
     p.add_argument("--run-dir", type=Path, help="run dir (default: runs/demo-CORPUS-ARCH)")
     p.add_argument("--arch", default="cgc_lightconv_small", help="default: %(default)s")
-    p.add_argument("--average", type=int, default=3, help="average the last N kept checkpoints (default: %(default)s)")
+    p.add_argument("--average", type=positive_int, default=3, help="average the last N kept checkpoints (default: %(default)s)")
     p.add_argument("--split", default="test", help="evaluation split (default: %(default)s)")
     p.add_argument("--preset", choices=["small", "tiny"], default="small",
                    help="training preset of scripts/train.py (default: %(default)s; tiny is for the tests)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="training and decoding precision (scripts/train.py; default: %(default)s)")
-    p.add_argument("--max-len-b", type=int, help="cap on hypothesis length for decoding (fairseq's; default 200)")
+    p.add_argument("--max-len-b", type=positive_int, help="cap on hypothesis length for decoding (fairseq's; default 200)")
     p.add_argument("--no-valid-bleu", action="store_true", help="skip step 4 (valid BLEU per kept checkpoint)")
     return p
 

@@ -36,8 +36,8 @@ from pathlib import Path
 from datadir import layout
 
 from . import pipeline
-from .cli import (PRECISIONS, REPO, Parser, ScriptError, command_line, log, main_guard, positive_int, script_command,
-                  versions)
+from .cli import (PRECISIONS, REPO, Parser, ScriptError, command_line, log, main_guard, nonnegative_int, positive_int,
+                  script_command, versions)
 from .files import read_json, write_atomic, write_json
 from .race_report import METRICS, gate_stats, report
 from .rundir import UPDATE, check_data_dir, check_split, numbered_checkpoints
@@ -150,7 +150,7 @@ def build_parser():
     p.add_argument("--data", type=Path, default=REPO / "data-bin" / "multi30k.de-en", help="default: %(default)s")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "race", help="default: %(default)s")
     p.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="default: %(default)s")
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="default: %(default)s")
+    p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[1, 2, 3], help="default: %(default)s")
     p.add_argument("--max-update", type=positive_int, default=300, help="the budget, per run (default: %(default)s)")
     p.add_argument("--jobs", type=positive_int, default=2, help="runs at a time (default: %(default)s)")
     p.add_argument("--average", type=positive_int, default=3, help="average the last N update checkpoints "
@@ -161,7 +161,7 @@ def build_parser():
                    help="checkpoint every N updates (default: the preset's; small: 50)")
     p.add_argument("--splits", nargs="+", default=["valid", "test", "test1"],
                    help="scored splits of the averaged model, if present in --data (default: %(default)s)")
-    p.add_argument("--gate-sentences", type=int, default=100, help="valid sentences for gate statistics "
+    p.add_argument("--gate-sentences", type=nonnegative_int, default=100, help="valid sentences for gate statistics "
                                                                   "(0: none; default: %(default)s)")
     p.add_argument("--max-len-b", type=positive_int, help="cap on hypothesis length (fairseq's; default 200)")
     p.add_argument("--pairs", nargs="+", type=parse_pair, metavar="LABEL:BASELINE",

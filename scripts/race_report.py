@@ -80,7 +80,7 @@ def aggregate(models, summaries, splits, pairs=None):
             "last_checkpoint_valid_bleu": mean_std([s.get("last_checkpoint_valid_bleu") for s in runs]),
             "last_valid_loss": mean_std([s.get("last_valid_loss") for s in runs]),
         }
-    pairs = []
+    compared = []
     for m, base in comparisons(models, pairs):
         g = {s["seed"]: s for s in summaries if s["label"] == m["label"]}
         b = {s["seed"]: s for s in summaries if s["label"] == base["label"]}
@@ -100,8 +100,8 @@ def aggregate(models, summaries, splits, pairs=None):
         for key in ("last_checkpoint_valid_bleu", "last_valid_loss"):
             pair["delta"][key] = mean_std([g[s][key] - b[s][key] for s in seeds
                                            if g[s].get(key) is not None and b[s].get(key) is not None])
-        pairs.append(pair)
-    return by_model, pairs
+        compared.append(pair)
+    return by_model, compared
 
 
 def fmt(ms, digits=2):

@@ -174,4 +174,8 @@ def test_errors(benched, tmp_path):
                 "invalid choice: 'huge'")
     check_error(script("bench", "--data", data, "--out", tmp_path / "o", "--decode-split", "dev", check=False),
                 "unknown split 'dev'")
+    for args, needle in ((["--warmup", "-1"], "--warmup: must be >= 0"),
+                         (["--long-decode-len", "-1"], "--long-decode-len: must be >= 0"),
+                         (["--precisions", "fp16"], "invalid choice: 'fp16'")):
+        check_error(script("bench", "--data", data, "--out", tmp_path / "o", *args, check=False), needle)
     assert not (tmp_path / "o").exists()

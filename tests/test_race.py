@@ -74,6 +74,9 @@ def test_rerun_reuses_everything(raced):
     (["--models", "cgc_lightconv_small", "x=cgc_lightconv_small", "x=lightconv_small"], "duplicate labels"),
     (["--models", "a/b=lightconv_small"], "bad model"),
     (["--max-update", "0"], "--max-update"),
+    (["--seeds", "-1"], "--seeds: must be >= 0"),
+    (["--gate-sentences", "-1"], "--gate-sentences: must be >= 0"),
+    (["--precision", "fp16"], "--precision"),
 ])
 def test_bad_input(raced, args, needle):
     proc = race("--data", raced["data"], "--out", raced["out"] / "bad", *args)

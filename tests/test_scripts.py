@@ -152,6 +152,10 @@ def test_errors(trained, tmp_path):
                 "bad.pt")
     assert not (tmp_path / "a.pt").exists() and not (tmp_path / "e" / "results.json").exists()
     check_error(script("plots", "--runs", tmp_path, "--out", tmp_path / "p", check=False), "train.log")
+    for args, needle in ((["--average", 0], "--average: must be >= 1"), (["--budget-minutes", 0], "must be > 0"),
+                         (["--max-len-b", 0], "--max-len-b: must be >= 1"), (["--precision", "fp16"], "--precision")):
+        check_error(script("demo", "--data-bin", data, "--run-dir", tmp_path / "d", *args, check=False), needle)
+    assert not (tmp_path / "d").exists()
 
 
 def test_help():
