@@ -28,7 +28,7 @@ from fairseq.hub_utils import GeneratorHubInterface
 
 from datadir import layout, lines, values
 
-from .precision import autocast
+from .precision import autocast, fp32_logits
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,9 @@ class AutocastHubInterface(GeneratorHubInterface):
         super().__init__(cfg, task, models)
         autocast(precision, "cpu")  # an unknown precision fails here, not at the first translation
         self.precision = precision
+        if precision != "fp32":
+            for model in self.models:
+                fp32_logits(model)
         self.source_positions = self.max_positions[0]
         if cfg.dataset.max_tokens is not None and cfg.dataset.max_tokens < self.source_positions:
             cfg.dataset.max_tokens = self.source_positions  # a batch holds the longest sentence the model takes

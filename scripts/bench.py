@@ -225,12 +225,12 @@ def main(argv=None):
         for model, res in results.items():
             res["memory"] = memory[model]
         report["sizes"][size] = {"models": results, **analyse(results, size)}
+        report["machine"]["load_average_end"] = os.getloadavg()
+        report["wall_seconds"] = round(time.time() - start, 1)
+        write_outputs(report, out, quiet=size != args.sizes[-1])  # each size's results kept as soon as they exist
         gc.collect()  # the size's models are gone; free them before the next size's
         if args.device == "cuda":
             torch.cuda.empty_cache()
-    report["machine"]["load_average_end"] = os.getloadavg()
-    report["wall_seconds"] = round(time.time() - start, 1)
-    write_outputs(report, out)
     log(f"done in {report['wall_seconds'] / 60:.1f} min -> {out}/bench.json, bench.md, bench.png")
     return 0
 

@@ -233,11 +233,13 @@ def plot(report, out):
     plt.close(fig)
 
 
-def write_outputs(report, out):
-    """bench.md, bench.png, bench.json in out (each under a temporary name, then renamed); the table to stdout."""
+def write_outputs(report, out, quiet=False):
+    """bench.md, bench.png, bench.json in out (each under a temporary name, then renamed); the tables to stdout
+    unless quiet."""
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(report)
     write_atomic(out / "bench.md", text)
     plot(report, out / "bench.png")
     write_json(out / "bench.json", report)
-    print(text)
+    if not quiet:
+        print(text)

@@ -7,7 +7,7 @@ import torch
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
 
-from cgc_fairseq.precision import AutocastTranslationConfig, AutocastTranslationTask, autocast
+from cgc_fairseq.precision import AutocastTranslationConfig, AutocastTranslationTask, autocast, fp32_logits
 from tests.helpers import TINY, build, gates, parse, randomize_gates, tokens
 
 ARCHS = ["cgc_lightconv_small", "cgc_dynamicconv_small", "lightconv_small"]  # fairseq's own conv too
@@ -127,3 +127,22 @@ def test_a_bad_precision_is_refused_in_one_line(value, capsys):
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
         autocast(value, "cpu")
 
+
+
+def test_the_vocabulary_logits_stay_fp32_under_bf16():
+    """fp32_logits: the output projection outside autocast (bf16 logits cost BLEU in beam search), same numbers as
+    an fp32 projection of the same features, the state_dict unchanged."""
+    import copy
+
+    model = model_of("cgc_lightconv_small").eval()
+    plain = copy.deepcopy(model)
+    fp32_logits(model)
+    assert model.state_dict().keys() == plain.state_dict().keys()
+    batch = sample(model.encoder.dictionary, 3)["net_input"]
+    features = []
+    model.decoder.output_projection.register_forward_pre_hook(lambda module, args: features.append(args[0]))
+    with torch.no_grad(), autocast("bf16", "cpu"):
+        logits = model(**batch)[0]
+        assert logits.dtype == torch.float32 and plain(**batch)[0].dtype == torch.bfloat16
+    with torch.no_grad():
+        torch.testing.assert_close(logits, plain.decoder.output_projection(features[0].float()))

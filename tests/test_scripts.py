@@ -217,6 +217,7 @@ def test_bf16_through_train_evaluate_and_the_hub(trained, tmp_path):
     assert results["sentences"] > 0 and results["bleu_tokenized"] is not None
     hub = from_pretrained(trained["run"], "average.pt", data, precision="bf16")
     assert isinstance(hub.translate("Ein Mann fährt Fahrrad."), str)
+    assert "forward" in vars(hub.models[0].decoder.output_projection)  # fp32_logits: the logits in fp32
     with pytest.raises(ValueError, match="precision must be one of"):
         from_pretrained(trained["run"], "average.pt", data, precision="fp16")
     check_error(script("train", "--data", data, "--run-dir", tmp_path / "r", "--precision", "fp16", check=False),
