@@ -137,6 +137,8 @@ def test_the_vocabulary_logits_stay_fp32_under_bf16():
     model = model_of("cgc_lightconv_small").eval()
     plain = copy.deepcopy(model)
     fp32_logits(model)
+    wrapped = model.decoder.output_projection.forward
+    assert fp32_logits(model).decoder.output_projection.forward is wrapped  # applied once, however often asked
     assert model.state_dict().keys() == plain.state_dict().keys()
     batch = sample(model.encoder.dictionary, 3)["net_input"]
     features = []
