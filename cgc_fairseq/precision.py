@@ -7,8 +7,8 @@ fairseq's own --bf16 does not serve on CPU (with --cpu it takes the XLA device p
 here the weights and the optimizer state stay fp32 and only the forward passes (training loss, validation,
 generation) run under torch.autocast on the model's device: matrix products in bf16 (AMX on these CPUs), while
 what is numerically delicate stays fp32 (the vocabulary logits, fairseq's softmax over them and the loss, the
-kernel softmax, the context gate: cgc_fairseq/context_gate.py). It works for any model, fairseq's own lightconv archs included;
-backward runs outside autocast, in the dtypes the forward chose.
+kernel softmax, the context gate: cgc_fairseq/context_gate.py). It works for any model, fairseq's own lightconv
+archs included; backward runs outside autocast, in the dtypes the forward chose.
 """
 from contextlib import nullcontext
 from dataclasses import dataclass, field

@@ -31,8 +31,8 @@ then in each of --repeats rounds every model runs in turn (the order rotated by 
           (imports, data, model)
   params  parameters (tied embeddings counted once)
   long    after the rounds, --repeats times per model: beam search on the --long-decode-sentences shortest of
-          the decoded sentences with hypotheses forced to --long-decode-len tokens; the seconds of each incremental decoder step
-          per hypothesis (median over the rounds), reported at positions 10, 50 and 100
+          the decoded sentences with hypotheses forced to --long-decode-len tokens; the seconds of each
+          incremental decoder step per hypothesis (median over the rounds), reported at positions 10, 50 and 100
 Reported: per model the median (and best) over the rounds; for CGC the ratio to the ungated conv of the same kind,
 size and precision (medians), against its variant's targets (scripts/bench_report.py TARGETS; prefix: train time
 per token <= 1.15x, decode speed >= 0.90x, parameters <= +0.1%, peak memory <= 1.10x); bf16 / fp32 speed per
@@ -107,19 +107,18 @@ def bench_size(args, size, data):
             f"{m} {data.train_tokens / results[m]['train_seconds'][-1]:.0f} tok/s, "
             f"{data.decode_sentences / results[m]['decode_seconds'][-1]:.1f} sent/s" for m in names))
     if args.long_decode_len:
-        batches = [data.long]
-        log(f"{size}: long outputs ({args.long_decode_len} tokens, {batches[0]['nsentences']} sentences), "
+        log(f"{size}: long outputs ({args.long_decode_len} tokens, {data.long['nsentences']} sentences), "
             "seconds per decoder step")
         for r in range(args.repeats):
             for model in names[r % len(names):] + names[:r % len(names)]:
-                steps = benches[model].step_seconds(batches, args.long_decode_len)
+                steps = benches[model].step_seconds([data.long], args.long_decode_len)
                 results[model].setdefault("long_decode_step_seconds", []).append(steps)
     for res in results.values():
         res["train_tokens_per_second"] = summary([data.train_tokens / s for s in res["train_seconds"]])
         res["decode_sentences_per_second"] = summary([data.decode_sentences / s for s in res["decode_seconds"]])
         if "long_decode_step_seconds" in res:  # median over the rounds, step by step
             median = [statistics.median(steps) for steps in zip(*res["long_decode_step_seconds"])]
-            res["long_decode"] = {"length": args.long_decode_len, "sentences": batches[0]["nsentences"],
+            res["long_decode"] = {"length": args.long_decode_len, "sentences": data.long["nsentences"],
                                   "step_seconds_median": median,
                                   "seconds_per_token_at": per_position(median, LONG_DECODE_POSITIONS)}
     return results
@@ -140,7 +139,8 @@ def build_parser():
     p.add_argument("--models", nargs="+", choices=list(LABELS), default=DEFAULT_MODELS,
                    help="default: %(default)s; nocgc_*: the plugin's conv with --no-cgc (the gate's own cost)")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed rounds (default: %(default)s)")
-    p.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed train steps per model first (default: %(default)s)")
+    p.add_argument("--warmup", type=nonnegative_int, default=2,
+                   help="untimed train steps per model first (default: %(default)s)")
     p.add_argument("--steps", type=positive_int, default=4, help="train batches per round (default: %(default)s)")
     p.add_argument("--max-tokens", type=positive_int, default=4000, help="default: %(default)s")
     p.add_argument("--seed", type=nonnegative_int, default=1, help="model init and batch order (default: %(default)s)")
@@ -210,8 +210,8 @@ def main(argv=None):
               "machine": machine(args.device), "versions": versions(),
               "settings": {k: getattr(args, k) for k in ("sizes", "models", "repeats", "warmup", "steps", "max_tokens",
                                                          "seed", "decode_split", "decode_sentences", "decode_len",
-                                                         "long_decode_len", "long_decode_sentences", "precisions", "threads", "device",
-                                                         "tiny")} | {"beam": BEAM},
+                                                         "long_decode_len", "long_decode_sentences", "precisions",
+                                                         "threads", "device", "tiny")} | {"beam": BEAM},
               "targets": {"gated_vs_ungated": TARGETS, "precision": PRECISION_TARGETS}, "sizes": {}}
     data = Data(args, model_config(args, args.sizes[0], args.models[0])[0])
     report["data"] = {"path": str(Path(args.data).resolve()), **data.describe()}
