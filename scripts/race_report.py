@@ -75,6 +75,8 @@ def aggregate(models, summaries, splits, pairs=None):
             "parameters": runs[0]["parameters"] if runs else None,
             "training_minutes": mean_std([s["training_wall_seconds"] / 60 for s in runs
                                           if s["training_wall_seconds"]]),
+            "updates_per_hour": mean_std([s["updates"] * 3600 / s["training_wall_seconds"] for s in runs
+                                          if s["training_wall_seconds"] and s.get("updates")]),
             "scores": {split: {k: mean_std([s["scores"][split][k] for s in runs]) for k in METRICS}
                        for split in splits},
             "last_checkpoint_valid_bleu": mean_std([s.get("last_checkpoint_valid_bleu") for s in runs]),
@@ -115,12 +117,13 @@ def fmt(ms, digits=2):
 def markdown(report):
     splits = report["splits"]
     sources = report["split_sources"]
-    head = ["model", "params", "train min"] + [f"{s} ({sources.get(s) or s}) {k}" for s in splits
+    head = ["model", "params", "train min", "updates/h"] + [f"{s} ({sources.get(s) or s}) {k}" for s in splits
                                                for k in ("tok BLEU", "sacreBLEU")] + ["last ckpt valid tok BLEU*", "last valid loss*"]
     lines = [f"Budget: {report['budget']}. Mean ± std over seeds {report['seeds']}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, m in report["models"].items():
-        cells = [label, f"{m['parameters']:,}" if m["parameters"] else "n/a", fmt(m["training_minutes"], 1)]
+        cells = [label, f"{m['parameters']:,}" if m["parameters"] else "n/a", fmt(m["training_minutes"], 1),
+                 fmt(m.get("updates_per_hour"), 0)]
         cells += [fmt(m["scores"][s][k]) for s in splits for k in ("bleu_tokenized", "sacrebleu")]
         cells += [fmt(m["last_checkpoint_valid_bleu"]), fmt(m["last_valid_loss"], 3)]
         lines.append("| " + " | ".join(cells) + " |")

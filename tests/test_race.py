@@ -43,6 +43,8 @@ def test_report_matches_the_runs(raced):
             got = rep["models"][label]["scores"][split]["bleu_tokenized"]
             assert got["mean"] == pytest.approx(statistics.fmean(vals))
             assert got["std"] == pytest.approx(statistics.stdev(vals))
+        per_hour = [r["updates"] * 3600 / r["training_wall_seconds"] for r in rep["runs"] if r["label"] == label]
+        assert rep["models"][label]["updates_per_hour"]["mean"] == pytest.approx(statistics.fmean(per_hour))
     (pair,) = rep["pairs"]
     assert (pair["gated"], pair["baseline"], pair["seeds"]) == ("cgc_lightconv_small", "lightconv_small", [1, 2])
     g = [rep["runs"][i] for i in range(4) if rep["runs"][i]["label"] == "cgc_lightconv_small"]
