@@ -8,9 +8,11 @@ from fairseq.models.lightconv import LightConvDecoder, LightConvEncoder, LightCo
 from .context_gate import GATE_INIT_STD
 from .gated_conv import GateConfig, GatedDynamicConv1dTBC, GatedLightweightConv1dTBC, conv_inputs
 
-# The --cgc-* options' defaults: the command line's, and those of an args namespace that lacks them (old checkpoints)
+# The --cgc-* options' command-line defaults; the decoder's context chosen by the race (docs/results/race_stage1)
 CGC_DEFAULTS = {"cgc_context": "pool", "cgc_gate": "head", "cgc_renorm": False, "cgc_where": "both", "no_cgc": False,
-                "cgc_decoder_context": "prefix", "cgc_init_std": GATE_INIT_STD}
+                "cgc_decoder_context": "source", "cgc_init_std": GATE_INIT_STD}
+# What an args namespace without an option means (checkpoints saved before it existed): the code of that time
+CGC_BEFORE_OPTIONS = CGC_DEFAULTS | {"cgc_decoder_context": "prefix"}
 GATED_CONV = {"lightweight": GatedLightweightConv1dTBC, "dynamic": GatedDynamicConv1dTBC}
 
 
@@ -89,9 +91,9 @@ class CGCLightConvModel(LightConvModel):
                                 "at all, G = sigmoid(a learned H x K parameter) (the control)")
         group.add_argument("--cgc-decoder-context", choices=["prefix", "source"],
                            default=CGC_DEFAULTS["cgc_decoder_context"],
-                           help="the decoder gate's context: 'prefix' pools the conv input at positions <= t "
-                                "(causal, one gate per position); 'source' pools the encoder output of the sentence "
-                                "being translated (one gate per sentence and layer)")
+                           help="the decoder gate's context: 'source' (default) pools the encoder output of the "
+                                "sentence being translated (one gate per sentence and layer); 'prefix' pools the conv "
+                                "input at positions <= t (causal, one gate per position; decodes ~0.7x as fast)")
         group.add_argument("--cgc-init-std", type=init_std, default=CGC_DEFAULTS["cgc_init_std"], metavar="STD",
                            help="std of the gate decoders' initial weights (biases start at 0; small values start "
                                 "every gate near 0.5 with little input dependence), or 'pytorch' for nn.Linear's "
@@ -108,7 +110,7 @@ class CGCLightConvModel(LightConvModel):
 
     @classmethod
     def build_model(cls, args, task):
-        for name, default in CGC_DEFAULTS.items():
+        for name, default in CGC_BEFORE_OPTIONS.items():
             setattr(args, name, getattr(args, name, default))
         base = LightConvModel.build_model(args, task)  # embeddings (shared or not), fairseq's decoder
         encoder = CGCLightConvEncoder(args, task.source_dictionary, base.encoder.embed_tokens)

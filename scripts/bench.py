@@ -12,8 +12,9 @@ Models (--models) at two sizes (--sizes), all with shared embeddings (one joint 
 The training recipe is that of scripts/train.py's preset (small: 'small', iwslt: 'paper'), run by fairseq's task
 (translation), criterion (label_smoothed_cross_entropy), optimizer (adam) and lr scheduler (inverse_sqrt).
 
-Decoder-gate variants: cgc_lightconv / cgc_dynamicconv use the default `prefix` context; cgc_KIND_source
-(--cgc-decoder-context source) and cgc_KIND_static (--cgc-context static, the no-context control) the others.
+Decoder-gate variants: cgc_lightconv / cgc_dynamicconv the `prefix` context (--cgc-decoder-context prefix);
+cgc_KIND_source (--cgc-decoder-context source, the default) and cgc_KIND_static (--cgc-context static, the
+no-context control) the others.
 --precisions fp32 bf16 measures every model in each precision (bf16: the forward passes under torch.autocast, fp32
 weights, as the translation_autocast task trains; an entry MODEL@bf16).
 

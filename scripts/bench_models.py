@@ -20,8 +20,9 @@ TINY = ["--encoder-embed-dim", "32", "--decoder-embed-dim", "32", "--encoder-ffn
         "--encoder-attention-heads", "2", "--decoder-attention-heads", "2"]
 TINY_CONV = ["--encoder-kernel-size-list", "[3]", "--decoder-kernel-size-list", "[3]"]
 BEAM = 5
-# the decoder gate's variants (cgc_KIND_VARIANT; plain cgc_KIND is prefix, the default): their model flags
-VARIANTS = {"prefix": [], "source": ["--cgc-decoder-context", "source"], "static": ["--cgc-context", "static"]}
+# the decoder gate's variants (cgc_KIND_VARIANT; plain cgc_KIND is prefix): their model flags, each explicit
+VARIANTS = {"prefix": ["--cgc-decoder-context", "prefix"], "source": ["--cgc-decoder-context", "source"],
+            "static": ["--cgc-context", "static"]}
 
 
 def variant_of(model):

@@ -31,8 +31,8 @@ from .rundir import check_data_dir
 
 BENCH_MODELS = ["lightconv", "nocgc_lightconv", "cgc_lightconv", "cgc_lightconv_source", "cgc_lightconv_static",
                 "dynamicconv", "nocgc_dynamicconv", "cgc_dynamicconv"]
-RACE_MODELS = ["lightconv_small", "cgc_lightconv_small",
-               "cgc_lightconv_init=cgc_lightconv_small --cgc-init-std pytorch",
+RACE_MODELS = ["lightconv_small", "cgc_lightconv_prefix=cgc_lightconv_small --cgc-decoder-context prefix",
+               "cgc_lightconv_init=cgc_lightconv_small --cgc-decoder-context prefix --cgc-init-std pytorch",
                "cgc_lightconv_source=cgc_lightconv_small --cgc-decoder-context source",
                "cgc_lightconv_static=cgc_lightconv_small --cgc-context static",
                "dynamicconv_small", "cgc_dynamicconv_small"]

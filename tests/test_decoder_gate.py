@@ -47,7 +47,7 @@ def test_lean_prefix_gate_equals_the_full_causal_pooling(gate_shape, context, T,
 @pytest.mark.parametrize("arch", VARIANTS)
 def test_prefix_steps_from_running_sums_equal_the_full_pass_over_100_positions(arch):
     """Incremental "prefix" gates (running sums, beam reorders on indices) == the full pass, far past the kernel."""
-    model = build(arch, *TINY).eval()
+    model = build(arch, *TINY, "--cgc-decoder-context", "prefix").eval()
     randomize_gates(model)
     vocab = model.encoder.dictionary
     src, lengths = tokens(vocab, 3, 7, seed=5)
@@ -173,3 +173,19 @@ def test_checkpoint_from_before_these_options_translates_as_before(arch):
     torch.testing.assert_close(logits, saved["logits"], rtol=0, atol=1e-5)
     assert [[h["tokens"].tolist() for h in sentence] for sentence in hypotheses] == [
         [h.tolist() for h in sentence] for sentence in saved["hypotheses"]]
+
+
+@pytest.mark.parametrize("arch", VARIANTS)
+def test_the_command_line_default_is_the_source_context_and_old_args_mean_prefix(arch):
+    """The race's stage 1 chose --cgc-decoder-context source (docs/results/race_stage1); an args namespace without
+    the option (a checkpoint from before it) still builds the prefix gate it was trained with."""
+    def contexts(model):
+        return {layer.conv.context_source for layer in model.decoder.layers}
+
+    args = parse(arch, *TINY)
+    assert args.cgc_decoder_context == "source"
+    assert contexts(build(arch, *TINY)) == {"source"}
+    del args.cgc_decoder_context
+    vocab = dictionary()
+    task = SimpleNamespace(source_dictionary=vocab, target_dictionary=vocab)
+    assert contexts(ARCH_MODEL_REGISTRY[arch].build_model(args, task)) == {"prefix"}

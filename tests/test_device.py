@@ -17,7 +17,7 @@ PRECISIONS = ["fp32", "bf16"] + (["fp16"] if DEVICE == "cuda" else [])
 # max |difference| allowed: fp32 as the CPU tests; autocast on tiny random models (measured on the CPU under bf16:
 # left pad ~1e-2, incremental vs full ~1e-2; fp16 has 3 more mantissa bits than bf16)
 TOL = {"fp32": 1e-5, "bf16": 0.1, "fp16": 0.02}
-GATES = [[], ["--cgc-decoder-context", "source"], ["--cgc-context", "static"]]
+GATES = [["--cgc-decoder-context", "prefix"], ["--cgc-decoder-context", "source"], ["--cgc-context", "static"]]
 pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(), reason="no CUDA device")
 
 

@@ -17,8 +17,9 @@ DIFFS = ("encoder_out", "logits", "step_logits")
 ONE_LAYER = [*TINY, *"--encoder-layers 1 --decoder-layers 1 --encoder-kernel-size-list [7] "
                      "--decoder-kernel-size-list [7]".split()]  # later flags win: a cheaper export
 # id: (arch, options); 2 layers (kernels 3, 7) or 1 (7); the decoder's "source" context reads the encoder output
-VARIANTS = {"cgc_lightconv_small": ("cgc_lightconv_small", TINY),
-            "cgc_dynamicconv_small": ("cgc_dynamicconv_small", ONE_LAYER),
+PREFIX = ["--cgc-decoder-context", "prefix"]
+VARIANTS = {"cgc_lightconv_small prefix": ("cgc_lightconv_small", [*TINY, *PREFIX]),
+            "cgc_dynamicconv_small prefix": ("cgc_dynamicconv_small", [*ONE_LAYER, *PREFIX]),
             "cgc_lightconv_small source": ("cgc_lightconv_small", [*ONE_LAYER, "--cgc-decoder-context", "source"])}
 # (batch, source words, target length): none is the example's (2, 13, 11; 5 earlier steps); batch 1, lengths 1 and
 # lengths below the kernel width 7 (where fairseq's conv branches on T), padding in every batch of several sentences;

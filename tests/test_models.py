@@ -17,9 +17,9 @@ ARCH_CONV = {
 }
 VARIANTS = ["cgc_lightconv_small", "cgc_dynamicconv_small"]
 # every combination of the decoder's context, the context and the gate shape, and renormalisation once
-GATES = [[*(["--cgc-decoder-context", source] if source != "prefix" else []),
-          *(["--cgc-context", context] if context != "pool" else []),
-          *(["--cgc-gate", gate] if gate != "head" else [])]
+GATES = [["--cgc-decoder-context", source,
+           *(["--cgc-context", context] if context != "pool" else []),
+           *(["--cgc-gate", gate] if gate != "head" else [])]
          for source in ("prefix", "source") for context in ("pool", "mean", "static") for gate in ("head", "channel")]
 GATES.append(["--cgc-renorm"])
 
@@ -71,7 +71,8 @@ def test_where_and_no_cgc_choose_the_gated_side():
 
 
 @pytest.mark.parametrize("arch", VARIANTS)
-@pytest.mark.parametrize("gate", [[], ["--cgc-decoder-context", "source"], ["--cgc-context", "static"]], ids=str)
+@pytest.mark.parametrize("gate", [["--cgc-decoder-context", "prefix"], ["--cgc-decoder-context", "source"],
+                                  ["--cgc-context", "static"]], ids=str)
 def test_gradients_reach_every_gate_parameter(arch, gate):
     model = build(arch, *TINY, *gate)  # default (untrained) initialisation, as training starts
     model.train()
