@@ -32,8 +32,13 @@ def parse(arch, *extra):
 def build(arch, *extra, seed=0, vocab=None):
     """A model of `arch` (fairseq's own argument parsing and arch defaults) over a small joined dictionary."""
     args = parse(arch, *extra)
-    vocab = vocab or dictionary()
     torch.manual_seed(seed)
+    return build_from_args(arch, args, vocab)
+
+
+def build_from_args(arch, args, vocab=None):
+    """A model of `arch` from an args namespace as given (e.g. a checkpoint's), over a small joined dictionary."""
+    vocab = vocab or dictionary()
     task = SimpleNamespace(source_dictionary=vocab, target_dictionary=vocab)
     return ARCH_MODEL_REGISTRY[arch].build_model(args, task)
 

@@ -1,15 +1,13 @@
 """The decoder gate's variants: the lean prefix path, the source context, the static control, the init, and
 checkpoints saved before these options existed."""
-from types import SimpleNamespace
 
 import pytest
 import torch
-from fairseq.models import ARCH_MODEL_REGISTRY
 from fairseq.sequence_generator import SequenceGenerator
 
 from cgc_fairseq import context_gate
 from cgc_fairseq.context_gate import ContextGate, causal_pooling
-from tests.helpers import REPO, TINY, build, dictionary, gates, parse, randomize_gates, tokens
+from tests.helpers import REPO, TINY, build, build_from_args, dictionary, gates, parse, randomize_gates, tokens
 
 VARIANTS = ["cgc_lightconv_small", "cgc_dynamicconv_small"]
 
@@ -162,8 +160,7 @@ def test_checkpoint_from_before_these_options_translates_as_before(arch):
     saved = torch.load(REPO / "tests/fixtures/main_b6de80d.pt", weights_only=False)[arch]
     assert not hasattr(saved["args"], "cgc_decoder_context")
     vocab = dictionary()
-    task = SimpleNamespace(source_dictionary=vocab, target_dictionary=vocab)
-    model = ARCH_MODEL_REGISTRY[arch].build_model(saved["args"], task)
+    model = build_from_args(arch, saved["args"], vocab)
     model.load_state_dict(saved["model"])  # strict: the same parameters
     model.eval()
     sample = {"net_input": {"src_tokens": saved["src_tokens"], "src_lengths": saved["src_lengths"]}}
@@ -186,6 +183,4 @@ def test_the_command_line_default_is_the_source_context_and_old_args_mean_prefix
     assert args.cgc_decoder_context == "source"
     assert contexts(build(arch, *TINY)) == {"source"}
     del args.cgc_decoder_context
-    vocab = dictionary()
-    task = SimpleNamespace(source_dictionary=vocab, target_dictionary=vocab)
-    assert contexts(ARCH_MODEL_REGISTRY[arch].build_model(args, task)) == {"prefix"}
+    assert contexts(build_from_args(arch, args)) == {"prefix"}
