@@ -7,8 +7,10 @@ A run dir (scripts/train.py): RUN/train.log, RUN/train.json, RUN/checkpoints/, a
 """
 from __future__ import annotations
 
+import calendar
 import json
 import re
+import time
 from pathlib import Path
 
 from datadir import layout
@@ -19,12 +21,39 @@ from .files import read_json
 EPOCH = re.compile(r"^checkpoint(\d+)\.pt$")  # checkpointE.pt, saved at the end of epoch E
 UPDATE = re.compile(r"^checkpoint_\d+_(\d+)\.pt$")  # checkpoint_E_U.pt, saved at update U (--save-interval-updates)
 LOG_RECORDS = ("train_inner", "valid", "train")
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \| ")  # fairseq's log line prefix
+SESSION_START = "| fairseq.trainer | Preparing to load checkpoint "  # right after the trainer (its clock) starts
+RESUMED = re.compile(r"\| fairseq\.trainer \| Loaded checkpoint .* @ (\d+) updates\)")
+SAVED = re.compile(r"\| fairseq\.checkpoint_utils \| Saved checkpoint .* @ (\d+) updates")
 
 
 def read_log(path):
-    """fairseq --log-format json output -> {"train_inner": [...], "valid": [...], "train": [...]} of dicts of floats."""
+    """fairseq --log-format json output -> {"train_inner": [...], "valid": [...], "train": [...]} of dicts of floats.
+
+    Each record's "wall" is the run's training clock (s), rebuilt from the lines' timestamps because fairseq's own
+    reads 0 after a resume (its stopwatch comes back from the checkpoint unstarted). The clock is the one fairseq
+    saves in checkpoints (previous_training_time): a session resumed from the checkpoint of update U goes on from
+    the time that checkpoint was saved, and the killed session's records after U are dropped (redone, not counted
+    twice).
+    """
     out = {tag: [] for tag in LOG_RECORDS}
+    saved = {}  # update -> clock when its checkpoint was saved
+    start = offset = None
     for line in Path(path).read_text(errors="replace").splitlines():
+        stamp = STAMP.match(line)
+        if not stamp:
+            continue
+        now = calendar.timegm(time.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S"))
+        if SESSION_START in line:
+            start, offset = now, 0.0
+        elif resumed := RESUMED.search(line):
+            updates = int(resumed.group(1))
+            offset = saved.get(updates, 0.0)
+            for recs in out.values():
+                recs[:] = [r for r in recs if (_updates(r) or 0) <= updates]
+        clock = None if start is None else offset + now - start
+        if saved_at := SAVED.search(line):
+            saved[int(saved_at.group(1))] = clock
         for tag in out:
             marker = f"| {tag} | "
             i = line.find(marker)
@@ -33,8 +62,15 @@ def read_log(path):
                     rec = json.loads(line[i + len(marker):])
                 except json.JSONDecodeError:
                     continue
-                out[tag].append({k: _num(v) for k, v in rec.items()})
+                rec = {k: _num(v) for k, v in rec.items()}
+                if clock is not None:
+                    rec["wall"] = clock
+                out[tag].append(rec)
     return out
+
+
+def _updates(record):
+    return next((record[k] for k in ("num_updates", "valid_num_updates", "train_num_updates") if k in record), None)
 
 
 def _num(v):
@@ -78,14 +114,8 @@ def run_curves(run_dir):
 
 
 def training_seconds(curves):
-    """Training wall-clock from the train curve (None when empty): fairseq's `wall` restarts at 0 when a killed run
-    resumes, so the sessions' last values are summed (updates redone after a resume count: they were spent)."""
-    total, last = 0.0, 0.0
-    for _, wall, _ in curves["train"]:
-        if wall < last:  # a resumed session
-            total += last
-        last = wall
-    return total + last or None
+    """Training wall-clock (s) at the last train record (None when there is none): see read_log's clock."""
+    return curves["train"][-1][1] if curves["train"] else None
 
 
 def numbered_checkpoints(ckpt_dir, pattern):

@@ -186,7 +186,8 @@ def repair_resume_point(save_dir):
 
 class Progress:
     """Called with each line of fairseq-train's output: prints updates, loss and the minutes left of the budget from
-    its train_inner records, at most once a minute."""
+    its train_inner records, at most once a minute (budget None: no minutes left; after a resume fairseq's `wall`
+    no longer counts the run's time, though its budget stop does)."""
 
     EVERY_SECONDS = 60
 
@@ -253,7 +254,7 @@ def main(argv=None):
     if not args.quiet:
         log("command: " + meta["fairseq_command_line"])
     seconds = run(cmd, stdout_path=run_dir / "train.log", append=True, what="fairseq-train", env=thread_env(threads),
-                  echo=not args.quiet, on_line=Progress(budget) if args.quiet else None)
+                  echo=not args.quiet, on_line=Progress(None if resumed else budget) if args.quiet else None)
     if not (save_dir / "checkpoint_last.pt").exists():
         raise ScriptError(f"fairseq-train finished but wrote no checkpoint in {save_dir}; see {run_dir / 'train.log'}")
     meta.update(status="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_seconds=round(seconds, 1))

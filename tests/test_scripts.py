@@ -115,6 +115,29 @@ def test_parse_generate_sorts_by_id():
         evaluate.in_order(hyps, 4, "hypotheses")
 
 
+RESUMED_LOG = """\
+2026-12-02 00:00:00 | INFO | fairseq.trainer | Preparing to load checkpoint /r/checkpoints/checkpoint_last.pt
+2026-12-02 00:00:00 | INFO | fairseq.trainer | No existing checkpoint found /r/checkpoints/checkpoint_last.pt
+2026-12-02 00:01:40 | INFO | train_inner | {"loss": "5.0", "num_updates": "10", "wall": "100"}
+2026-12-02 00:01:50 | INFO | valid | {"valid_loss": "4.9", "valid_num_updates": "10"}
+2026-12-02 00:02:00 | INFO | fairseq.checkpoint_utils | Saved checkpoint /r/checkpoints/checkpoint_1_10.pt \
+(epoch 1 @ 10 updates, score 4.9) (writing took 0.1 seconds)
+2026-12-02 00:03:40 | INFO | train_inner | {"loss": "4.8", "num_updates": "20", "wall": "220"}
+2026-12-02 05:00:00 | INFO | fairseq.trainer | Preparing to load checkpoint /r/checkpoints/checkpoint_last.pt
+2026-12-02 05:00:01 | INFO | fairseq.trainer | Loaded checkpoint /r/checkpoints/checkpoint_last.pt (epoch 1 @ 10 updates)
+2026-12-02 05:01:41 | INFO | train_inner | {"loss": "4.7", "num_updates": "20", "wall": "0"}
+2026-12-02 05:03:21 | INFO | train_inner | {"loss": "4.6", "num_updates": "30", "wall": "0"}
+"""
+
+
+def test_the_training_clock_goes_on_from_the_resumed_checkpoint(tmp_path):
+    (tmp_path / "train.log").write_text(RESUMED_LOG)  # killed after update 20, resumed from update 10's checkpoint
+    curves = rundir.run_curves(tmp_path)
+    assert curves["train"] == [(10, 100, 5.0), (20, 221, 4.7), (30, 321, 4.6)]  # saved at 120 s, then 101 and 201 s
+    assert curves["valid"] == [(10, 100, 4.9)]
+    assert rundir.training_seconds(curves) == 321
+
+
 def test_plots(trained):
     out = trained["run"] / "plots"
     for name in ("curves.png", "gates_encoder.png", "gates_decoder.png"):
