@@ -40,20 +40,20 @@ def read_log(path):
     saved = {}  # update -> clock when its checkpoint was saved
     start = offset = None
     for line in Path(path).read_text(errors="replace").splitlines():
-        stamp = STAMP.match(line)
-        if not stamp:
-            continue
-        now = calendar.timegm(time.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S"))
-        if SESSION_START in line:
-            start, offset = now, 0.0
-        elif resumed := RESUMED.search(line):
-            updates = int(resumed.group(1))
-            offset = saved.get(updates, 0.0)
-            for recs in out.values():
-                recs[:] = [r for r in recs if (_updates(r) or 0) <= updates]
-        clock = None if start is None else offset + now - start
-        if saved_at := SAVED.search(line):
-            saved[int(saved_at.group(1))] = clock
+        clock = None  # an unstamped line keeps fairseq's wall
+        if stamp := STAMP.match(line):
+            now = calendar.timegm(time.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S"))
+            if SESSION_START in line:
+                start, offset = now, 0.0
+            elif resumed := RESUMED.search(line):
+                updates = int(resumed.group(1))
+                offset = saved.get(updates) or 0.0
+                for recs in out.values():
+                    recs[:] = [r for r in recs if (_updates(r) or 0) <= updates]
+            if start is not None:
+                clock = offset + now - start
+            if saved_at := SAVED.search(line):
+                saved[int(saved_at.group(1))] = clock
         for tag in out:
             marker = f"| {tag} | "
             i = line.find(marker)
