@@ -25,6 +25,7 @@ from .context_gate import GATE_INIT_STD, ContextGate, causal_pooling, running_su
 @dataclass
 class GateConfig:
     context: str = "pool"  # "pool" (paper), "mean" (ablation) or "static" (no context: the control)
+    norm: str = "latent"  # context="pool": the context encoding's norm (ContextGate)
     gate: str = "head"  # "head" (H x K) or "channel" (C x K)
     renorm: bool = False  # renormalise W' over the kernel positions
     init_std: Union[float, str] = GATE_INIT_STD  # the gate decoders' initial weights, or "pytorch"
@@ -75,7 +76,7 @@ class ContextGatedConv:
         if gate_config is not None:
             channels = gate_config.source_channels if self.context_source == "source" else self.input_size
             self.context_gate = ContextGate(channels, self.num_heads, self.kernel_size, gate_config.context,
-                                            gate_config.gate, gate_config.init_std)
+                                            gate_config.gate, gate_config.init_std, gate_config.norm)
         self.padding_mask = None  # encoder: B x T, set by the encoder for the length of a forward pass
         self.source = None  # decoder, "source" context: (encoder_out S x B x C, its padding mask B x S or None)
         self.record_gates = False  # keep the last gate in `last_gate` (for plots)

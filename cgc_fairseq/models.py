@@ -5,12 +5,12 @@ import math
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.lightconv import LightConvDecoder, LightConvEncoder, LightConvModel, lightconv_iwslt_de_en
 
-from .context_gate import GATE_INIT_STD
+from .context_gate import GATE_INIT_STD, NORMS
 from .gated_conv import GateConfig, GatedDynamicConv1dTBC, GatedLightweightConv1dTBC, conv_inputs
 
 # The --cgc-* options' command-line defaults; the decoder's context chosen by the race (docs/results/race_stage1)
 CGC_DEFAULTS = {"cgc_context": "pool", "cgc_gate": "head", "cgc_renorm": False, "cgc_where": "both", "no_cgc": False,
-                "cgc_decoder_context": "source", "cgc_init_std": GATE_INIT_STD}
+                "cgc_decoder_context": "source", "cgc_init_std": GATE_INIT_STD, "cgc_norm": "latent"}
 # What an args namespace without an option means (checkpoints saved before it existed): the code of that time
 CGC_BEFORE_OPTIONS = CGC_DEFAULTS | {"cgc_decoder_context": "prefix"}
 GATED_CONV = {"lightweight": GatedLightweightConv1dTBC, "dynamic": GatedDynamicConv1dTBC}
@@ -33,9 +33,15 @@ def gate_config(args, side):
     """The gate for one side ("encoder"/"decoder"), or None when --no-cgc / --cgc-where leaves it ungated."""
     if args.no_cgc or args.cgc_where not in (side, "both"):
         return None
-    config = GateConfig(context=args.cgc_context, gate=args.cgc_gate, renorm=args.cgc_renorm,
+    config = GateConfig(context=args.cgc_context, norm=args.cgc_norm, gate=args.cgc_gate, renorm=args.cgc_renorm,
                         init_std=args.cgc_init_std, decoder_context=args.cgc_decoder_context,
                         source_channels=args.encoder_embed_dim)
+    if config.norm != "latent" and config.context != "pool":
+        raise ValueError(f"--cgc-norm {config.norm} applies to --cgc-context pool only, not {config.context}")
+    if side == "decoder" and config.norm == "batch" and config.decoder_context == "prefix":
+        raise ValueError("--cgc-norm batch needs a whole-sentence context: with --cgc-decoder-context prefix, batch "
+                         "statistics over all positions would let later target positions shape the normalisation "
+                         "of earlier ones in training (use --cgc-decoder-context source, or --cgc-where encoder)")
     if side == "decoder" and config.decoder_context == "source" and config.context != "static":
         if args.encoder_embed_dim % args.decoder_attention_heads:
             raise ValueError(f"--cgc-decoder-context source: the encoder's {args.encoder_embed_dim} channels do not "
@@ -94,6 +100,12 @@ class CGCLightConvModel(LightConvModel):
                            help="the decoder gate's context: 'source' (default) pools the encoder output of the "
                                 "sentence being translated (one gate per sentence and layer); 'prefix' pools the conv "
                                 "input at positions <= t (causal, one gate per position; decodes ~0.7x as fast)")
+        group.add_argument("--cgc-norm", choices=NORMS, default=CGC_DEFAULTS["cgc_norm"],
+                           help="--cgc-context pool: the norm of the context encoding before its ReLU: 'latent' "
+                                "(default) a LayerNorm over each channel's d latent values; 'batch' the authors' 2D "
+                                "code (BatchNorm over the batch, one per branch, BatchNorm + ReLU after the channel "
+                                "interaction, no biases; not with a prefix decoder context); 'channels' a LayerNorm "
+                                "over all channels x d values of a context; 'none' no norm")
         group.add_argument("--cgc-init-std", type=init_std, default=CGC_DEFAULTS["cgc_init_std"], metavar="STD",
                            help="std of the gate decoders' initial weights (biases start at 0; small values start "
                                 "every gate near 0.5 with little input dependence), or 'pytorch' for nn.Linear's "

@@ -6,7 +6,8 @@
 fairseq's scripts/average_checkpoints.py fails on torch >= 2.6 (torch.load defaults to weights_only=True and a
 fairseq checkpoint holds an argparse.Namespace). This one loads with weights_only=True and allow-lists exactly
 argparse.Namespace (what cgc_fairseq allow-lists on import); weights_only is never turned off.
-Floating-point tensors are averaged in float64 and cast back; other tensors must be equal in all checkpoints.
+Floating-point tensors are averaged in float64 and cast back; other tensors must be equal in all checkpoints (a
+BatchNorm's num_batches_tracked counter is the newest checkpoint's).
 The result keeps the newest checkpoint's config and training state, without the optimizer state, and is
 written under a temporary name and renamed when complete.
 """
@@ -57,6 +58,8 @@ def average_states(paths):
                 raise ScriptError(f"{path}: {k} has shape {tuple(v.shape)}, {paths[0]} has {tuple(total[k].shape)}")
             if v.is_floating_point():
                 total[k] += v.double()
+            elif k.endswith(".num_batches_tracked"):  # a BatchNorm's counter (--cgc-norm batch): the newest's
+                total[k] = v
             elif not torch.equal(v, total[k]):
                 raise ScriptError(f"{path}: non-float tensor {k} differs from {paths[0]}")
     n = len(paths)

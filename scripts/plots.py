@@ -69,8 +69,8 @@ def save_fig(fig, out):
 
 def collect_gates(checkpoint, data, split, n):
     """The gates of a model on the first n sentences of split (the reference as decoder input): (sentences
-    [(src_pieces, tgt_pieces)], encoder gates, decoder gates) as cgc_fairseq.gate_recording.record_gates gives
-    them; None for an ungated model."""
+    [(src_pieces, tgt_pieces)], encoder gates, decoder gates, encodings) as cgc_fairseq.gate_recording.record_gates
+    gives them; None for an ungated model."""
     import sentencepiece as spm
     import torch
     from fairseq import checkpoint_utils
@@ -181,7 +181,7 @@ def main(argv=None):
         if got is None:
             log(f"{args.checkpoint} has no context gates (an ungated model): no gate heat maps")
         else:
-            sentences, enc, dec = got
+            sentences, enc, dec, _ = got
             for side, gates in (("encoder", enc), ("decoder", dec)):
                 if any(g is not None for per in gates for g in per):
                     mean = plot_gates(sentences, gates, out / f"gates_{side}.png", side)

@@ -12,6 +12,7 @@ from .plots import collect_gates, plot_curves
 from .rundir import run_curves, training_seconds
 
 METRICS = ("bleu_tokenized", "sacrebleu", "chrf")
+UNIT = 0.01  # gate_stats: a standardised encoding value within this of +-1 counts as one bit
 
 
 def baseline_of(model, models):
@@ -25,13 +26,15 @@ def baseline_of(model, models):
 def gate_stats(checkpoint, data, n):
     """Per gated layer: mean and spread of G on n valid sentences (teacher forced). `spread` = mean over the
     gate's entries of their std across sentences (encoder) or across positions and sentences (decoder): 0 means
-    a constant gate, i.e. no context dependence."""
+    a constant gate, i.e. no context dependence. `sentence_spread` = the same across sentences only (a decoder
+    sentence's gate averaged over its positions first). `encoding_at_unit` = the fraction of the context encoding's
+    values that its norm standardises to within UNIT of +-1 (1.0: one bit per value; None without an encoding)."""
     import numpy as np
 
     got = collect_gates(checkpoint, data, "valid", n)
     if got is None:
         return None
-    _, enc, dec = got
+    _, enc, dec, encodings = got
     out = {}
     for side, per_sentence in (("encoder", enc), ("decoder", dec)):
         for layer in range(len(per_sentence[0])):
@@ -40,10 +43,13 @@ def gate_stats(checkpoint, data, n):
             # encoder: n x H x K; decoder: (sum of T) x H x K
             g = (np.stack([s[layer] for s in per_sentence]) if side == "encoder"
                  else np.concatenate([s[layer] for s in per_sentence]))
+            sentences = np.stack([s[layer] if side == "encoder" else s[layer].mean(0) for s in per_sentence])
+            encoding = encodings[side][layer]
             out[f"{side}.{layer}"] = {
                 "mean": float(g.mean()), "std": float(g.std()), "min": float(g.min()), "max": float(g.max()),
                 "saturated_low": float((g < 0.05).mean()), "saturated_high": float((g > 0.95).mean()),
-                "spread": float(g.std(axis=0).mean()),
+                "spread": float(g.std(axis=0).mean()), "sentence_spread": float(sentences.std(axis=0).mean()),
+                "encoding_at_unit": None if encoding is None else float((np.abs(np.abs(encoding) - 1) < UNIT).mean()),
             }
     return out
 
@@ -151,12 +157,21 @@ def markdown(report):
     gates = report.get("gate_stats")
     if gates:
         lines += ["", "Gate statistics of the averaged gated models (valid sentences; mean over seeds): "
-                  "mean G, fraction < 0.05 / > 0.95, spread = std of each gate entry across inputs/positions.", "",
-                  "| model | layer | mean | min | max | <0.05 | >0.95 | spread |", "|---|---|---|---|---|---|---|---|"]
+                  "mean G, fraction < 0.05 / > 0.95, spread = std of each gate entry across inputs/positions, "
+                  "sentence spread = across sentences (a decoder sentence's gate averaged over its positions), "
+                  f"at ±1 = fraction of the context encoding's standardised values within {UNIT} of ±1 "
+                  "(1.0: one bit each).", "",
+                  "| model | layer | mean | min | max | <0.05 | >0.95 | spread | sentence spread | at ±1 |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+
+        def cell(value):
+            return "n/a" if value is None else f"{value:.3f}"
+
         for label, layers in gates.items():
             for layer, s in layers.items():
-                lines.append(f"| {label} | {layer} | {s['mean']:.3f} | {s['min']:.3f} | {s['max']:.3f} | "
-                             f"{s['saturated_low']:.3f} | {s['saturated_high']:.3f} | {s['spread']:.3f} |")
+                lines.append(f"| {label} | {layer} | " + " | ".join(cell(s.get(k)) for k in (
+                    "mean", "min", "max", "saturated_low", "saturated_high", "spread", "sentence_spread",
+                    "encoding_at_unit")) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -165,8 +180,12 @@ def mean_gate_stats(summaries):
     for s in summaries:
         for layer, st in (s.get("gate_stats") or {}).items():
             out.setdefault(s["label"], {}).setdefault(layer, []).append(st)
-    return {label: {layer: {k: statistics.fmean(d[k] for d in sts) for k in sts[0]} for layer, sts in layers.items()}
-            for label, layers in out.items()}
+    def mean(values):  # a statistic some runs lack (older runs, a context without an encoding) averages the rest
+        values = [v for v in values if v is not None]
+        return statistics.fmean(values) if values else None
+
+    return {label: {layer: {k: mean(d.get(k) for d in sts) for k in {k for d in sts for k in d}}
+                    for layer, sts in layers.items()} for label, layers in out.items()}
 
 
 def plot_race(models, summaries, curves, out):

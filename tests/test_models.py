@@ -22,6 +22,11 @@ GATES = [["--cgc-decoder-context", source,
            *(["--cgc-gate", gate] if gate != "head" else [])]
          for source in ("prefix", "source") for context in ("pool", "mean", "static") for gate in ("head", "channel")]
 GATES.append(["--cgc-renorm"])
+# the context encoding's other norms (batch needs the whole-sentence "source" context in the decoder)
+NORM_GATES = [["--cgc-decoder-context", source, "--cgc-norm", norm]
+              for source in ("prefix", "source") for norm in ("batch", "channels", "none")
+              if (source, norm) != ("prefix", "batch")]
+GATES += NORM_GATES
 
 
 @pytest.fixture(params=[(arch, gate) for arch in VARIANTS for gate in GATES],
@@ -72,7 +77,7 @@ def test_where_and_no_cgc_choose_the_gated_side():
 
 @pytest.mark.parametrize("arch", VARIANTS)
 @pytest.mark.parametrize("gate", [["--cgc-decoder-context", "prefix"], ["--cgc-decoder-context", "source"],
-                                  ["--cgc-context", "static"]], ids=str)
+                                  ["--cgc-context", "static"], *NORM_GATES], ids=str)
 def test_gradients_reach_every_gate_parameter(arch, gate):
     model = build(arch, *TINY, *gate)  # default (untrained) initialisation, as training starts
     model.train()

@@ -53,6 +53,8 @@ def test_report_matches_the_runs(raced):
     assert pair["delta"]["test.sacrebleu"]["mean"] == pytest.approx(statistics.fmean(deltas))
     stats = rep["gate_stats"]["cgc_lightconv_small"]
     assert stats and all(0 < s["min"] <= s["mean"] <= s["max"] < 1 for s in stats.values())
+    assert all(0 <= s["sentence_spread"] <= s["max"] - s["min"] and 0 <= s["encoding_at_unit"] <= 1
+               for s in stats.values())
     assert "lightconv_small" not in rep["gate_stats"]
     for name in ("race.md", "curves.png", "race_config.json"):
         assert (out / name).stat().st_size > 0
