@@ -7,8 +7,9 @@ curves.png   train/valid loss and valid BLEU, vs updates and vs training wall-cl
              run dir's name, or --labels). Loss from RUN/train.log (train_inner/valid records); valid BLEU from
              the valid records when fairseq logged valid_bleu, else from RUN/valid_bleu/*/results.json (written by
              scripts/demo.py: scripts/evaluate.py --split valid on each kept epoch checkpoint).
-gates_encoder.png  for --sentences sentences of --split: the gate G (in (0, 1)) of every encoder layer, heads x
-             kernel positions (the encoder gate is one per sentence).
+gates_encoder.png  the gates G (in (0, 1)) of every encoder layer, heads x kernel positions: first the mean gate over
+             the first 100 sentences of --split, then, for each of --sentences sentences, its gate minus that mean
+             (one symmetric colour scale: a blank row means the context changed nothing for that sentence).
 gates_decoder.png  the same for the decoder, over time: one row per target position (the reference, teacher
              forced), heads side by side (kernel positions within each head; the last tap is the current token).
 """
@@ -23,6 +24,9 @@ from .checkpoint import load_for_data
 from .cli import Parser, ScriptError, log, main_guard, positive_int
 from .files import atomic_path, check_output_dir, read_lines
 from .rundir import check_data_dir, check_split, run_curves
+
+
+MEAN_SENTENCES = 100  # the heat maps' mean gate: over this many sentences of the split (or --sentences if more)
 
 
 def plot_curves(series, out, with_train=True):
@@ -93,54 +97,82 @@ def collect_gates(checkpoint, data, split, n):
     return None if gates is None else (sentences, *gates)
 
 
-def plot_gates(sentences, gates, out, side):
+def mean_gates(gates):
+    """Per layer, the mean gate over sentences (and a decoder's positions): H x K, or None for an ungated layer."""
+    import numpy as np
+
+    return [None if per[0] is None else np.mean([g.reshape(-1, *g.shape[-2:]).mean(0) for g in per], axis=0)
+            for per in zip(*gates)]
+
+
+def plot_gates(sentences, gates, mean, over, out, side):
+    """Row 0: each layer's mean gate `mean` over `over` sentences (heads x kernel taps); then, per sentence, its gate
+    minus the mean (encoder: H x K; decoder: one row per target position), on one symmetric colour scale, so that
+    what the context changes from sentence to sentence is what the picture shows. Returns the largest |deviation|."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    layers = len(gates[0])
-    rows = len(sentences)
+    layers = len(mean)
     height = 2.4 if side == "encoder" else 4.0
-    fig, axes = plt.subplots(rows, layers, figsize=(max(3.8 * layers, 7), height * rows + 0.6), squeeze=False,
-                             constrained_layout=True)
-    im = None
-    for r, ((src, tgt), per_layer) in enumerate(zip(sentences, gates)):
-        for l, g in enumerate(per_layer):
-            ax = axes[r, l]
-            if g is None:
+    fig, axes = plt.subplots(1 + len(sentences), layers, figsize=(max(3.8 * layers, 7), 2.4 + height * len(sentences)),
+                             squeeze=False, constrained_layout=True)
+    deviations = [[None if g is None else g - m for g, m in zip(per_layer, mean)] for per_layer in gates]
+    scale = max([np.abs(d).max() for per in deviations for d in per if d is not None] + [1e-6])
+    shown = None
+    for l, m in enumerate(mean):
+        if m is None:
+            for ax in axes[:, l]:
                 ax.text(0.5, 0.5, "ungated", ha="center", va="center")
                 ax.set_axis_off()
-                continue
-            if side == "encoder":  # H x K
-                im = ax.imshow(g, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-                K = g.shape[1]
-                ax.set(xlabel="kernel tap (offset from the token)", ylabel="head")
-                ax.set_xticks(range(K))
-                ax.set_xticklabels([str(k - K // 2) for k in range(K)], fontsize=7)
-                ax.set_yticks(range(g.shape[0]))
-            else:  # T x H x K -> T x (H*K)
-                T, H, K = g.shape
-                im = ax.imshow(g.reshape(T, H * K), vmin=0, vmax=1, cmap="viridis", aspect="auto")
-                for h in range(1, H):
-                    ax.axvline(h * K - 0.5, color="white", lw=1)
-                if H * K <= 32:
-                    ax.set_xticks(range(H * K))
-                    ax.set_xticklabels([str(k - K + 1) for _ in range(H) for k in range(K)], fontsize=5)
-                ax.set(xlabel=f"{H} heads | taps -{K - 1}..0", ylabel="decoder input token")
-                if T <= 40:
-                    ax.set_yticks(range(T))
-                    ax.set_yticklabels(tgt[:T], fontsize=6)
-            title = f"{side} layer {l} (K={g.shape[-1]})"
+            continue
+        H, K = m.shape
+        shown = axes[0, l].imshow(m.reshape(1, H * K) if side == "decoder" else m, vmin=0, vmax=1, cmap="viridis",
+                                  aspect="auto")
+        axes[0, l].set_title(f"{side} layer {l} (K={K}): mean gate over {over} sentences", fontsize=7, loc="left")
+        label_taps(axes[0, l], H, K, side)
+        if side == "decoder":
+            axes[0, l].set_yticks([])
+        for r, ((src, tgt), per_layer) in enumerate(zip(sentences, deviations), start=1):
+            ax, d = axes[r, l], per_layer[l]
+            im = ax.imshow(d if side == "encoder" else d.reshape(d.shape[0], H * K), vmin=-scale, vmax=scale,
+                           cmap="RdBu_r", aspect="auto")
+            label_taps(ax, H, K, side)
+            if side == "decoder" and d.shape[0] == 1:  # the "source" context: one gate per sentence
+                ax.set_yticks([])
+                ax.set_ylabel("the sentence's gate")
+            elif side == "decoder":
+                ax.set_ylabel("decoder input token")
+                if d.shape[0] <= 40:
+                    ax.set_yticks(range(d.shape[0]))
+                    ax.set_yticklabels(tgt[: d.shape[0]], fontsize=6)
+            text = " ".join(src if side == "encoder" else tgt)
+            title = f"gate - mean, max |.| {np.abs(d).max():.3f}"
             if l == 0:
-                text = " ".join(src if side == "encoder" else tgt)
-                title = f"sentence {r}: {text[:60]}{'...' if len(text) > 60 else ''}\n{title}"
+                title = f"sentence {r - 1}: {text[:60]}{'...' if len(text) > 60 else ''}\n{title}"
             ax.set_title(title, fontsize=7, loc="left")
-    if im is not None:
-        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="gate value")
+    if shown is not None:
+        fig.colorbar(shown, ax=axes[0].tolist(), shrink=0.8, label="mean gate")
+        fig.colorbar(im, ax=axes[1:].ravel().tolist(), shrink=0.6, label="gate - mean gate")
     save_fig(fig, out)
-    return np.mean([g.mean() for per in gates for g in per if g is not None])
+    return scale
+
+
+def label_taps(ax, H, K, side):
+    if side == "encoder":  # H x K
+        ax.set(xlabel="kernel tap (offset from the token)", ylabel="head")
+        ax.set_xticks(range(K))
+        ax.set_xticklabels([str(k - K // 2) for k in range(K)], fontsize=7)
+        ax.set_yticks(range(H))
+        return
+    for h in range(1, H):  # heads side by side
+        ax.axvline(h * K - 0.5, color="white", lw=1)
+    if H * K <= 32:
+        ax.set_xticks(range(H * K))
+        ax.set_xticklabels([str(k - K + 1) for _ in range(H) for k in range(K)], fontsize=5)
+    ax.set_xlabel(f"{H} heads | taps -{K - 1}..0")
 
 
 def build_parser():
@@ -177,16 +209,19 @@ def main(argv=None):
         check_data_dir(args.data)
         check_split(args.data, args.split)
         load_for_data(args.checkpoint, args.data)  # the data dir's dictionaries, before fairseq builds the model
-        got = collect_gates(args.checkpoint, args.data, args.split, args.sentences)
+        got = collect_gates(args.checkpoint, args.data, args.split, max(args.sentences, MEAN_SENTENCES))
         if got is None:
             log(f"{args.checkpoint} has no context gates (an ungated model): no gate heat maps")
         else:
             sentences, enc, dec, _ = got
+            n = args.sentences
             for side, gates in (("encoder", enc), ("decoder", dec)):
                 if any(g is not None for per in gates for g in per):
-                    mean = plot_gates(sentences, gates, out / f"gates_{side}.png", side)
+                    mean = mean_gates(gates)
+                    scale = plot_gates(sentences[:n], gates[:n], mean, len(gates), out / f"gates_{side}.png", side)
                     written.append(out / f"gates_{side}.png")
-                    log(f"{side} gates: mean {mean:.3f}")
+                    overall = sum(float(m.mean()) for m in mean if m is not None) / sum(m is not None for m in mean)
+                    log(f"{side} gates: mean {overall:.3f}, largest deviation of a shown sentence {scale:.3f}")
     for w in written:
         log(f"wrote {w}")
     return 0
