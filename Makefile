@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup demo test race bench gpu-check prep-multi30k prep-iwslt14 prep-iwslt14-eval clean-venv
+.PHONY: setup demo test test-fast race bench gpu-check prep-multi30k prep-iwslt14 prep-iwslt14-eval clean-venv
 
 SHARED ?= ../shared/data
 
@@ -28,6 +28,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# The edit loop: the model, gate, data and option tests, no training subprocesses (~2 min on 2 cores)
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
 
 # The BLEU race: 4 models x 3 seeds on Multi30k, 2 runs at a time, in the background (log: runs/race/race.log;
 # rerunning continues a killed race). RACE_ARGS="--max-update 600" etc.

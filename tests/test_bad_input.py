@@ -19,6 +19,8 @@ from tests.helpers import REPO
 from tests.reverse_task import BIN
 from tests.run_scripts import check_error, script
 
+pytestmark = pytest.mark.slow  # trains or runs the scripts: make test, not make test-fast
+
 SHORT = ("--max-len-a", 0, "--max-len-b", 5)  # a barely trained model babbles; short hypotheses are enough here
 LONG = 1100  # words, each 1-2 pieces: longer than the model's 1024 positions
 

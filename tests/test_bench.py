@@ -8,6 +8,8 @@ import pytest
 from scripts import bench, bench_models
 from tests.run_scripts import check_error, script
 
+pytestmark = pytest.mark.slow  # trains or runs the scripts: make test, not make test-fast
+
 MODELS = ["transformer", "lightconv", "dynamicconv", "cgc_lightconv", "cgc_dynamicconv", "nocgc_lightconv",
           "nocgc_dynamicconv", "cgc_lightconv_source", "cgc_lightconv_static"]
 PRECISION_MODELS = ["lightconv", "cgc_lightconv"]  # the second run: these in fp32 and bf16

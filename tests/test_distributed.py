@@ -5,10 +5,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 from fairseq import checkpoint_utils
 
 from tests.helpers import REPO, USER_DIR
 from tests.reverse_task import ARCH_FLAGS, BIN
+
+pytestmark = pytest.mark.slow  # trains or runs the scripts: make test, not make test-fast
 
 FLAGS = ("--dropout 0.0 --weight-dropout 0.0 --optimizer adam --lr 5e-3 --lr-scheduler inverse_sqrt "
          "--warmup-updates 50 --max-tokens 1000 --max-update 20 --seed 1 --num-workers 0 --no-epoch-checkpoints "

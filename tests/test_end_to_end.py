@@ -12,6 +12,8 @@ import sacrebleu
 from tests.helpers import USER_DIR
 from tests.reverse_task import ARCH_FLAGS, run
 
+pytestmark = pytest.mark.slow  # trains or runs the scripts: make test, not make test-fast
+
 TRAIN_FLAGS = ("--dropout 0.0 --weight-dropout 0.0 --optimizer adam --lr 5e-3 --lr-scheduler inverse_sqrt "
                "--warmup-updates 50 --max-tokens 1000 --max-update 400 --seed 1 --cpu --num-workers 0 "
                "--no-epoch-checkpoints --required-batch-size-multiple 1 --log-format simple --log-interval 50").split()

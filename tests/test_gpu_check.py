@@ -8,6 +8,8 @@ import torch
 from scripts import gpu_check
 from tests.run_scripts import check_error, script
 
+pytestmark = pytest.mark.slow  # trains or runs the scripts: make test, not make test-fast
+
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA machine runs the full check, not the dry run")
 def test_dry_run_without_cuda(synthetic_data, tmp_path):

@@ -69,6 +69,7 @@ def test_agreement_with_release_tok(m30k):
             assert rep["share"] == 1.0, rep["examples"]
 
 
+@pytest.mark.slow  # trains: make test only
 def test_fairseq_train_opens_it(m30k, tmp_path):
     out, _ = m30k
     cmd = [

@@ -8,6 +8,8 @@ import pytest
 
 from tests.run_scripts import script
 
+pytestmark = pytest.mark.slow  # trains or runs the scripts: make test, not make test-fast
+
 TINY = ["--preset", "tiny", "--max-update", "12", "--save-every", "4", "--curve-every", "4", "--average", "2",
         "--max-len-b", "24", "--gate-sentences", "3", "--seeds", "1", "2",
         "--models", "lightconv_small", "cgc_lightconv_small"]

@@ -12,6 +12,8 @@ import pytest
 from tests.helpers import REPO
 from tests.run_scripts import script
 
+pytestmark = pytest.mark.slow  # trains or runs the scripts: make test, not make test-fast
+
 TRAIN = ("--preset", "tiny", "--max-update", 40, "--save-interval-updates", 10)
 TOLERANCE = 1e-3  # measured: killed after update 10 or 20, the resumed run ends at 40 with the same valid loss (4.718 = 4.718 as logged)
 

@@ -11,6 +11,8 @@ from scripts.checkpoint import load_checkpoint
 from scripts.cli import ScriptError
 from tests.run_scripts import check_error, script
 
+pytestmark = pytest.mark.slow  # trains or runs the scripts: make test, not make test-fast
+
 SHORT = ("--max-len-a", 0, "--max-len-b", 24)  # a barely trained model may babble to fairseq's 200 tokens
 
 
