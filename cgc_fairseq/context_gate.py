@@ -18,7 +18,7 @@ Context sources, as pooling matrices over time (weights N x bins x T, so pool(x)
     row, read from running sums: `running_sum_pooling`). A training step keeps no B x C x T x d tensor for the backward pass: the fused kernel
     (fused_gate.py) never holds one, and the PyTorch ops run in chunks recomputed in the backward (`causal_gate`);
   decoder, "source": the encoder output of the sentence being translated, pooled as the encoder pools (N = 1).
-Control: context="static", G = sigmoid(a learned groups x K parameter), no input at all.
+Control (StaticGate): context="static", G = sigmoid(a learned groups x K parameter), no input at all.
 
 Precision: the gate is computed in fp32 even under bf16 autocast (pooling sums, LayerNorm statistics, sigmoid: a
 bf16 sigmoid rounds to exactly 1 from logit ~5.5 on); only the gated convolution's product runs in bf16.
@@ -137,7 +137,7 @@ class ContextGate(nn.Module):
       "channels" LayerNorm over all C x d values of one context row (keeps the channels' relative magnitudes);
       "none" no norm before the ReLU.
     context="mean": ablation; one mean vector per sentence/prefix through a small MLP (C -> d -> G*K).
-    context="static": the no-context control, G = sigmoid(a learned groups x K parameter), the same for every input.
+    The no-context control is StaticGate.
     gate="head": one gate per head (H x K, like LightConv's kernel); gate="channel": one per channel (C x K).
     init_std: std of the gate decoders' initial weights (biases start at 0), or "pytorch" for nn.Linear's default.
     """
@@ -145,7 +145,7 @@ class ContextGate(nn.Module):
     def __init__(self, channels, num_heads, kernel_size, context="pool", gate="head", init_std=GATE_INIT_STD,
                  norm="latent"):
         super().__init__()
-        assert context in ("pool", "mean", "static") and gate in ("head", "channel") and norm in NORMS
+        assert context in ("pool", "mean") and gate in ("head", "channel") and norm in NORMS
         assert channels % num_heads == 0
         self.channels, self.num_heads, self.kernel_size = channels, num_heads, kernel_size
         self.context, self.gate, self.norm = context, gate, norm
@@ -155,13 +155,6 @@ class ContextGate(nn.Module):
         self.last_encoding = None
         d = kernel_size // 2 + 1
         R = channels // num_heads
-        if context == "static":
-            self.logits = nn.Parameter(torch.empty(self.groups, kernel_size))
-            if init_std == "pytorch":  # as the bias of a gate decoder d -> K
-                nn.init.uniform_(self.logits, -d**-0.5, d**-0.5)
-            else:
-                nn.init.normal_(self.logits, std=init_std)
-            return
         if context == "pool":
             bias = norm != "batch"  # the authors' ce, ci, gd and gd2 have none (their BatchNorms shift)
             self.encode = nn.Linear(kernel_size, d, bias=bias)  # context encoding, shared over channels
@@ -183,10 +176,6 @@ class ContextGate(nn.Module):
             decoders = (self.decode_out,)
         for m in decoders:
             init_gate_decoder(m, init_std)
-
-    def constant(self, batch):
-        """context="static": G, 1 x batch x groups x K."""
-        return torch.sigmoid(self.logits).expand(1, batch, self.groups, self.kernel_size)
 
     def forward(self, x, pooling):
         """x: T x B x C; pooling: N x B' x bins x T weights -> G: N x B x groups x K, in (0, 1)."""
@@ -307,3 +296,21 @@ class ContextGate(nn.Module):
     def extra_repr(self):
         norm = f", norm={self.norm}" if self.context == "pool" else ""
         return f"context={self.context}, gate={self.gate}, bins={self.bins}{norm}"
+
+
+class StaticGate(nn.Module):
+    """The no-context control (--cgc-context static): G = sigmoid(a learned groups x K parameter), the same for every
+    input; init_std as ContextGate's ("pytorch": uniform like the bias of a gate decoder d -> K)."""
+
+    def __init__(self, groups, kernel_size, init_std=GATE_INIT_STD):
+        super().__init__()
+        self.logits = nn.Parameter(torch.empty(groups, kernel_size))
+        if init_std == "pytorch":
+            bound = (kernel_size // 2 + 1) ** -0.5
+            nn.init.uniform_(self.logits, -bound, bound)
+        else:
+            nn.init.normal_(self.logits, std=init_std)
+
+    def forward(self, batch):
+        """G: 1 x batch x groups x K."""
+        return torch.sigmoid(self.logits).expand(1, batch, *self.logits.shape)

@@ -2,6 +2,8 @@
 import numpy as np
 import torch
 
+from .context_gate import ContextGate
+
 
 def gated_convs(layers):
     """Each layer's conv when it is context-gated, else None."""
@@ -20,8 +22,11 @@ def record_gates(model, pairs):
     if not convs:
         return None
     model.eval()
+    encoders = [c.context_gate for c in convs if isinstance(c.context_gate, ContextGate)]
     for conv in convs:
-        conv.record_gates = conv.context_gate.record_encoding = True
+        conv.record_gates = True
+    for gate in encoders:
+        gate.record_encoding = True
     encoder, decoder = [], []
     encodings = {"encoder": [[] for _ in encoder_convs], "decoder": [[] for _ in decoder_convs]}
     try:
@@ -32,12 +37,13 @@ def record_gates(model, pairs):
                 decoder.append([c.last_gate[:, 0].numpy() if c is not None else None for c in decoder_convs])
                 for side, side_convs in (("encoder", encoder_convs), ("decoder", decoder_convs)):
                     for kept, c in zip(encodings[side], side_convs):
-                        if c is not None and c.context_gate.last_encoding is not None:
+                        if c is not None and getattr(c.context_gate, "last_encoding", None) is not None:
                             kept.append(c.context_gate.last_encoding.numpy())
     finally:
         for conv in convs:
-            conv.record_gates = conv.context_gate.record_encoding = False
-            conv.last_gate = conv.context_gate.last_encoding = None
+            conv.record_gates, conv.last_gate = False, None
+        for gate in encoders:
+            gate.record_encoding, gate.last_encoding = False, None
     encodings = {side: [np.concatenate(kept) if kept else None for kept in layers]
                  for side, layers in encodings.items()}
     return encoder, decoder, encodings

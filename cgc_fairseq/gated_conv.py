@@ -19,11 +19,15 @@ import torch
 from fairseq import utils
 from fairseq.modules import DynamicConv1dTBC, LightweightConv1dTBC
 
-from .context_gate import GATE_INIT_STD, ContextGate, causal_pooling, running_sum_pooling, sentence_pooling
+from .context_gate import (GATE_INIT_STD, ContextGate, StaticGate, causal_pooling, running_sum_pooling,
+                           sentence_pooling)
 
 
 @dataclass
 class GateConfig:
+    """The gate of one side's convs. The defaults are the code before each --cgc-* option existed (models.py: what
+    a checkpoint's args without the option mean); the command line's defaults are models.CGC_DEFAULTS."""
+
     context: str = "pool"  # "pool" (paper), "mean" (ablation) or "static" (no context: the control)
     norm: str = "latent"  # context="pool": the context encoding's norm (ContextGate)
     gate: str = "head"  # "head" (H x K) or "channel" (C x K)
@@ -73,7 +77,10 @@ class ContextGatedConv:
         # where the context comes from: "sentence" (encoder), "prefix" or "source" (decoder)
         self.context_source = "sentence" if not causal else getattr(gate_config, "decoder_context", None)
         self.context_gate = None
-        if gate_config is not None:
+        if gate_config is not None and gate_config.context == "static":
+            groups = self.num_heads if gate_config.gate == "head" else self.input_size
+            self.context_gate = StaticGate(groups, self.kernel_size, gate_config.init_std)
+        elif gate_config is not None:
             channels = gate_config.source_channels if self.context_source == "source" else self.input_size
             self.context_gate = ContextGate(channels, self.num_heads, self.kernel_size, gate_config.context,
                                             gate_config.gate, gate_config.init_std, gate_config.norm)
@@ -123,8 +130,8 @@ class ContextGatedConv:
     def gate(self, x, incremental_state):
         """G: N x B x (H|C) x K; N = T for the decoder's "prefix" context in a full pass, else 1."""
         gate = self.context_gate
-        if gate.context == "static":
-            return gate.constant(x.size(1))
+        if isinstance(gate, StaticGate):
+            return gate(x.size(1))
         if self.context_source == "sentence":
             return gate(x, sentence_pooling(x, self.padding_mask, gate.bins))
         if self.context_source == "source":

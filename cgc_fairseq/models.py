@@ -2,17 +2,21 @@
 import argparse
 import math
 
-from fairseq.models import register_model, register_model_architecture
+from fairseq.models import lightconv, register_model, register_model_architecture
 from fairseq.models.lightconv import LightConvDecoder, LightConvEncoder, LightConvModel, lightconv_iwslt_de_en
+from fairseq.models.transformer import TransformerModelBase
 
-from .context_gate import GATE_INIT_STD, NORMS
+from .context_gate import NORMS
 from .gated_conv import GateConfig, GatedDynamicConv1dTBC, GatedLightweightConv1dTBC, conv_inputs
 
-# The --cgc-* options' command-line defaults; the decoder's context chosen by the race (docs/results/race_stage1)
-CGC_DEFAULTS = {"cgc_context": "pool", "cgc_gate": "head", "cgc_renorm": False, "cgc_where": "both", "no_cgc": False,
-                "cgc_decoder_context": "source", "cgc_init_std": GATE_INIT_STD, "cgc_norm": "latent"}
-# What an args namespace without an option means (checkpoints saved before it existed): the code of that time
-CGC_BEFORE_OPTIONS = CGC_DEFAULTS | {"cgc_decoder_context": "prefix"}
+# What an args namespace without an option means (checkpoints saved before it existed): the code of that time,
+# GateConfig's defaults, gated on both sides
+CGC_BEFORE_OPTIONS = {f"cgc_{name}": getattr(GateConfig, name)
+                      for name in ("context", "norm", "gate", "renorm", "init_std", "decoder_context")}
+CGC_BEFORE_OPTIONS |= {"cgc_where": "both", "no_cgc": False}
+# The --cgc-* options' command-line defaults: the same, but the decoder's context that the race chose
+# (docs/results/race_stage1)
+CGC_DEFAULTS = CGC_BEFORE_OPTIONS | {"cgc_decoder_context": "source"}
 GATED_CONV = {"lightweight": GatedLightweightConv1dTBC, "dynamic": GatedDynamicConv1dTBC}
 
 
@@ -59,22 +63,58 @@ def gate_layers(layers, conv_type, causal, config):
 
 
 class CGCLightConvEncoder(LightConvEncoder):
-    """LightConv encoder whose convs see the padding mask, so that pads do not count in the context."""
+    """LightConv encoder with context-gated convs, which see the padding mask so that pads do not count in the
+    context.
+
+    Args:
+        args (argparse.Namespace): the model's options (fairseq's LightConv ones and the --cgc-* ones)
+        dictionary (~fairseq.data.Dictionary): the source dictionary
+        embed_tokens (torch.nn.Embedding): the input embedding
+    """
 
     def __init__(self, args, dictionary, embed_tokens):
         super().__init__(args, dictionary, embed_tokens)
         gate_layers(self.layers, args.encoder_conv_type, causal=False, config=gate_config(args, "encoder"))
 
     def forward(self, src_tokens, src_lengths=None):
+        """
+        Args:
+            src_tokens (LongTensor): B x S source tokens
+            src_lengths (LongTensor, optional): B source lengths
+
+        Returns:
+            fairseq's LightConv encoder output: encoder_out S x B x C, encoder_padding_mask B x S (or None)
+        """
         padding_mask = src_tokens.eq(self.padding_idx)
         with conv_inputs(self.layers, padding_mask=padding_mask if padding_mask.any() else None):
             return super().forward(src_tokens, src_lengths)
 
 
 class CGCLightConvDecoder(LightConvDecoder):
-    """LightConv decoder that hands its convs the encoder output (for --cgc-decoder-context source)."""
+    """LightConv decoder with context-gated (causal) convs, which are handed the encoder output for
+    --cgc-decoder-context source.
+
+    Args:
+        args (argparse.Namespace): the model's options
+        dictionary (~fairseq.data.Dictionary): the target dictionary
+        embed_tokens (torch.nn.Embedding): the output embedding
+    """
+
+    def __init__(self, args, dictionary, embed_tokens):
+        super().__init__(args, dictionary, embed_tokens)
+        gate_layers(self.layers, args.decoder_conv_type, causal=True, config=gate_config(args, "decoder"))
 
     def forward(self, prev_output_tokens, encoder_out=None, incremental_state=None, src_lengths=None):
+        """
+        Args:
+            prev_output_tokens (LongTensor): B x T previous tokens (teacher forcing), or the last one in
+                incremental decoding
+            encoder_out (dict, optional): the encoder's output (the context of the "source" gate)
+            incremental_state (dict, optional): the incremental decoding state
+
+        Returns:
+            (B x T x V logits, fairseq's extra outputs)
+        """
         source = None
         if encoder_out is not None and encoder_out["encoder_out"]:
             padding_mask = encoder_out.get("encoder_padding_mask") or [None]
@@ -83,10 +123,37 @@ class CGCLightConvDecoder(LightConvDecoder):
             return super().forward(prev_output_tokens, encoder_out, incremental_state, src_lengths)
 
 
+def build_embeddings(args, src_dict, tgt_dict):
+    """The encoder's and the decoder's embeddings by LightConvModel.build_model's rules (--share-all-embeddings),
+    each built by fairseq's build_embedding."""
+    def embedding(dictionary, dim, path):
+        return TransformerModelBase.build_embedding(args, dictionary, dim, path)
+
+    if not args.share_all_embeddings:
+        return (embedding(src_dict, args.encoder_embed_dim, args.encoder_embed_path),
+                embedding(tgt_dict, args.decoder_embed_dim, args.decoder_embed_path))
+    if src_dict != tgt_dict:
+        raise RuntimeError("--share-all-embeddings requires a joined dictionary")
+    if args.encoder_embed_dim != args.decoder_embed_dim:
+        raise RuntimeError("--share-all-embeddings requires --encoder-embed-dim to match --decoder-embed-dim")
+    if args.decoder_embed_path and args.decoder_embed_path != args.encoder_embed_path:
+        raise RuntimeError("--share-all-embeddings not compatible with --decoder-embed-path")
+    args.share_decoder_input_output_embed = True
+    shared = embedding(src_dict, args.encoder_embed_dim, args.encoder_embed_path)
+    return shared, shared
+
+
 @register_model("cgc_lightconv")
 class CGCLightConvModel(LightConvModel):
-    """LightConv / DynamicConv (Wu et al., 2019) with Context-Gated Convolution (Lin et al., 2020)."""
+    """LightConv / DynamicConv (Wu et al., 2019) with Context-Gated Convolution (Lin et al., 2020).
 
+    Args:
+        encoder (CGCLightConvEncoder): the encoder
+        decoder (CGCLightConvDecoder): the decoder
+
+    The model's own options are the --cgc-* ones (add_args); their command-line defaults are CGC_DEFAULTS, and an
+    args namespace without one (a checkpoint saved before the option existed) means CGC_BEFORE_OPTIONS.
+    """
     @staticmethod
     def add_args(parser):
         LightConvModel.add_args(parser)
@@ -124,12 +191,13 @@ class CGCLightConvModel(LightConvModel):
     def build_model(cls, args, task):
         for name, default in CGC_BEFORE_OPTIONS.items():
             setattr(args, name, getattr(args, name, default))
-        base = LightConvModel.build_model(args, task)  # embeddings (shared or not), fairseq's decoder
-        encoder = CGCLightConvEncoder(args, task.source_dictionary, base.encoder.embed_tokens)
-        decoder = base.decoder
-        decoder.__class__ = CGCLightConvDecoder  # adopt fairseq's decoder: same modules, parameters and random draws
-        gate_layers(decoder.layers, args.decoder_conv_type, causal=True, config=gate_config(args, "decoder"))
-        return cls(encoder, decoder)
+        lightconv.base_architecture(args)  # options of older checkpoints, as LightConvModel.build_model does
+        args.max_source_positions = getattr(args, "max_source_positions", 1024)
+        args.max_target_positions = getattr(args, "max_target_positions", 1024)
+        src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+        encoder_embed, decoder_embed = build_embeddings(args, src_dict, tgt_dict)
+        encoder = CGCLightConvEncoder(args, src_dict, encoder_embed)
+        return cls(encoder, CGCLightConvDecoder(args, tgt_dict, decoder_embed))
 
 
 def set_conv_type(args, conv_type):
@@ -151,16 +219,38 @@ def small(args):
     lightconv_iwslt_de_en(args)
 
 
-def register_archs(model, prefix, size, preset):
-    """Register {prefix}lightconv_{size} and {prefix}dynamicconv_{size} on `model`."""
-    for conv_type, name in (("lightweight", "lightconv"), ("dynamic", "dynamicconv")):
-        def arch(args, conv_type=conv_type):
-            set_conv_type(args, conv_type)
-            preset(args)
-
-        register_model_architecture(model, f"{prefix}{name}_{size}")(arch)
+@register_model_architecture("cgc_lightconv", "cgc_lightconv_iwslt_de_en")
+def cgc_lightconv_iwslt_de_en(args):
+    set_conv_type(args, "lightweight")
+    lightconv_iwslt_de_en(args)
 
 
-register_archs("cgc_lightconv", "cgc_", "iwslt_de_en", lightconv_iwslt_de_en)  # cgc_{light,dynamic}conv_iwslt_de_en
-register_archs("cgc_lightconv", "cgc_", "small", small)  # cgc_{light,dynamic}conv_small
-register_archs("lightconv", "", "small", small)  # ungated baselines, fairseq's own code: {light,dynamic}conv_small
+@register_model_architecture("cgc_lightconv", "cgc_dynamicconv_iwslt_de_en")
+def cgc_dynamicconv_iwslt_de_en(args):
+    set_conv_type(args, "dynamic")
+    lightconv_iwslt_de_en(args)
+
+
+@register_model_architecture("cgc_lightconv", "cgc_lightconv_small")
+def cgc_lightconv_small(args):
+    set_conv_type(args, "lightweight")
+    small(args)
+
+
+@register_model_architecture("cgc_lightconv", "cgc_dynamicconv_small")
+def cgc_dynamicconv_small(args):
+    set_conv_type(args, "dynamic")
+    small(args)
+
+
+# the ungated baselines at the small size, fairseq's own model and convs
+@register_model_architecture("lightconv", "lightconv_small")
+def lightconv_small(args):
+    set_conv_type(args, "lightweight")
+    small(args)
+
+
+@register_model_architecture("lightconv", "dynamicconv_small")
+def dynamicconv_small(args):
+    set_conv_type(args, "dynamic")
+    small(args)

@@ -8,7 +8,7 @@ from fairseq.data import Dictionary
 from fairseq.models import ARCH_MODEL_REGISTRY
 
 import cgc_fairseq  # noqa: F401  (registers the model and archs)
-from cgc_fairseq.context_gate import ContextGate
+from cgc_fairseq.context_gate import ContextGate, StaticGate
 
 REPO = Path(__file__).resolve().parents[1]
 USER_DIR = str(REPO / "cgc_fairseq")
@@ -44,7 +44,7 @@ def build_from_args(arch, args, vocab=None):
 
 
 def gates(model):
-    return [m for m in model.modules() if isinstance(m, ContextGate)]
+    return [m for m in model.modules() if isinstance(m, (ContextGate, StaticGate))]
 
 
 def randomize_gates(model, std=0.5, seed=1):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cgc_fairseq import fused_gate
-from cgc_fairseq.context_gate import ContextGate, causal_pooling, sentence_pooling
+from cgc_fairseq.context_gate import ContextGate, causal_pooling
 
 pytestmark = pytest.mark.skipif(fused_gate.extension() is None, reason="the fused kernel could not be built here")
 
@@ -41,15 +41,6 @@ def test_fused_equals_the_pytorch_ops(T, kernel_size, dtype, monkeypatch):
     torch.testing.assert_close(fused, ops, rtol=0, atol=atol)
     for a, b in zip(fused_grads, ops_grads):
         torch.testing.assert_close(a, b, rtol=1e-9 if dtype == torch.float64 else 1e-3, atol=atol * 1e3)
-
-
-def test_one_context_row_per_sentence_runs_the_pytorch_ops():
-    """The encoder's sentence pooling and an incremental step: one row per sentence, faster as the ops."""
-    gate = gate_of(7)
-    x = torch.randn(9, 3, 16, dtype=torch.float64)
-    assert not gate.fused(x, sentence_pooling(x, None, gate.bins))
-    assert not gate.fused(x, causal_pooling(torch.full((1,), 8), gate.bins, 9))
-    assert gate.fused(x, causal_pooling(torch.arange(9), gate.bins, 9))
 
 
 def test_gradcheck():
