@@ -28,7 +28,7 @@ from fairseq.hub_utils import GeneratorHubInterface
 
 from datadir import layout, lines, values
 
-from .precision import autocast, fp32_logits
+from .precision import autocast, check_precision, fp32_logits
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class AutocastHubInterface(GeneratorHubInterface):
 
     def __init__(self, cfg, task, models, precision="fp32"):
         super().__init__(cfg, task, models)
-        autocast(precision, "cpu")  # an unknown precision fails here, not at the first translation
+        check_precision(precision, self.device)  # fails here, not at the first translation
         self.precision = precision
         if precision != "fp32":
             for model in self.models:

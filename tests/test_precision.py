@@ -6,8 +6,10 @@ import pytest
 import torch
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
+from fairseq.tasks.translation import TranslationTask
 
-from cgc_fairseq.precision import AutocastTranslationConfig, AutocastTranslationTask, autocast, fp32_logits
+from cgc_fairseq.precision import (AutocastTranslationConfig, AutocastTranslationTask, autocast, check_precision,
+                                  fp32_logits)
 from tests.helpers import TINY, build, gates, parse, randomize_gates, tokens
 
 ARCHS = ["cgc_lightconv_small", "cgc_dynamicconv_small", "lightconv_small"]  # fairseq's own conv too
@@ -148,3 +150,19 @@ def test_the_vocabulary_logits_stay_fp32_under_bf16():
         assert logits.dtype == torch.float32 and plain(**batch)[0].dtype == torch.bfloat16
     with torch.no_grad():
         torch.testing.assert_close(logits, plain.decoder.output_projection(features[0].float()))
+
+
+def test_bf16_is_refused_on_a_cpu_without_native_bf16(monkeypatch):
+    """Faked: a CPU with AVX2 only, where a bf16 matrix product is emulated (measured ~100x slower than fp32)."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    check_precision("fp32", "cpu")
+    with pytest.raises(ValueError, match=r"precision bf16: this CPU \(CPU capability AVX2\) has no native bf16 .* "
+                                         r"use fp32"):
+        check_precision("bf16", "cpu")
+    model = model_of("cgc_lightconv_small")
+    monkeypatch.setattr(TranslationTask, "build_model", lambda self, cfg, from_checkpoint=False: model)
+    vocab = model.encoder.dictionary
+    task = AutocastTranslationTask(AutocastTranslationConfig(precision="bf16"), vocab, vocab)
+    with pytest.raises(ValueError, match="no native bf16"):
+        task.build_model(None)  # fairseq-train / fairseq-generate --task translation_autocast --precision bf16
