@@ -15,6 +15,7 @@ else is a TypeError. A sentence longer than the model's source positions (1024 t
 them with a logged warning. beam, lenpen and the other generation options follow datadir.values' rules (ValueError
 `beam: must be >= 1, got 0`, the words of the scripts' `--beam`); beam defaults to from_pretrained's.
 """
+import difflib
 import json
 import logging
 import warnings
@@ -36,7 +37,10 @@ logger = logging.getLogger(__name__)
 GENERATION_RULES = {"beam": values.positive_int, "lenpen": values.finite_float, "nbest": values.positive_int,
                     "max_len_a": values.nonnegative_float, "max_len_b": values.nonnegative_int,
                     "min_len": values.positive_int, "unkpen": values.finite_float,
+                    "temperature": values.positive_float,
                     "max_tokens": values.positive_int, "batch_size": values.positive_int}
+# what fairseq's GeneratorHubInterface.generate takes besides the generation config's fields
+GENERATE_ARGUMENTS = {"skip_invalid_size_inputs", "inference_step_args", "prefix_allowed_tokens_fn"}
 
 
 @dataclass
@@ -81,10 +85,21 @@ class MosesLowercaseTokenizer:
         return self.detokenize(x)
 
 
-def checked(options):
-    """Generation options checked by their rules (ValueError naming the option); None means fairseq's default."""
-    return {k: v if v is None or k not in GENERATION_RULES else values.check(k, GENERATION_RULES[k], v)
-            for k, v in options.items()}
+def checked(options, known=None):
+    """Generation options checked by their rules (ValueError naming the option; None means fairseq's default), and,
+    given the names `known`, a TypeError for any other name (a misspelt option would be ignored)."""
+    unknown = sorted(set(options) - set(known)) if known is not None else []
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], list(known), n=1)
+        raise TypeError(f"unknown generation option {unknown[0]!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+    options = {k: v if v is None or k not in GENERATION_RULES else values.check(k, GENERATION_RULES[k], v)
+               for k, v in options.items()}
+    a, b, least = (options.get(k) for k in ("max_len_a", "max_len_b", "min_len"))
+    if a == 0 and b is not None and b < (least or 1):  # fairseq: an AssertionError deep in the search
+        raise ValueError(f"max_len_b: {b} with max_len_a 0 leaves no room for a hypothesis of min_len {least or 1}")
+    if least is not None and least >= values.MAX_POSITIONS:
+        raise ValueError(f"min_len: {least} is not below the models' {values.MAX_POSITIONS} target positions")
+    return options
 
 
 def sentence_list(sentences):
@@ -96,6 +111,10 @@ def sentence_list(sentences):
     for i, s in enumerate(sentences):
         if not isinstance(s, str):
             raise TypeError(f"translate: sentence {i} is of type {type(s).__name__}, expected a str")
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate: sentencepiece's C++ would fail on it
+            raise ValueError(f"sentence {i}: not valid Unicode at character {e.start} ({e.reason})") from None
     return [lines.one_line(s, f"sentence {i}") for i, s in enumerate(sentences)]
 
 
@@ -132,15 +151,31 @@ class AutocastHubInterface(GeneratorHubInterface):
         logger.warning(values.truncated(where, self.source_positions))
         return torch.cat([tokens[: self.source_positions - 1], tokens.new_tensor([self.src_dict.eos()])])
 
+    def score(self, sentences, **kwargs):
+        raise NotImplementedError("score: fairseq's hub scores language-model sentences, not translations; score a "
+                                  "source with its reference by fairseq-generate --score-reference")
+
     def generate(self, tokenized_sentences, beam=None, verbose=False, **kwargs):
         beam = self.cfg.generation.beam if beam is None else beam
-        kwargs = checked({"beam": beam, **kwargs})
+        kwargs = checked({"beam": beam, **kwargs}, known={*self.cfg.generation.keys(), *GENERATE_ARGUMENTS})
         if not len(tokenized_sentences):
             return []
         with autocast(self.precision, self.device), warnings.catch_warnings():
             # fairseq's batches ask for pinned memory, which torch cannot give without an accelerator: no news
             warnings.filterwarnings("ignore", message=".*'pin_memory' argument is set as true but no accelerator")
             return super().generate(tokenized_sentences, verbose=verbose, **kwargs)
+
+
+def check_checkpoint(path):
+    """ValueError unless path is a complete fairseq checkpoint (a model state and its config), read memory-mapped."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # empty, truncated, not a torch file, or holding what weights_only refuses
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or not (state.get("cfg")
+                                                                                        or state.get("args")):
+        raise ValueError(f"{path}: not a fairseq checkpoint (no model state and config)")
 
 
 def check_dictionaries(checkpoint, data):
@@ -173,6 +208,7 @@ def from_pretrained(model_dir, checkpoint_file="average.pt", data=None, beam=4, 
     data = Path(data) if data is not None else model_dir
     if not layout.spm_model(data).is_file():
         raise FileNotFoundError(f"no {layout.SPM_MODEL} in the data dir {data}")
+    check_checkpoint(model_dir / checkpoint_file)
     try:
         loaded = hub_utils.from_pretrained(
             str(model_dir.resolve()), checkpoint_file=checkpoint_file, data_name_or_path=str(data.resolve()),

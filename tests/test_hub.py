@@ -5,9 +5,10 @@ import json
 from types import SimpleNamespace
 
 import pytest
+import torch
 from text import tokenize_lines  # data-bin-prep/text.py (pytest's pythonpath)
 
-from cgc_fairseq.hub import MosesLowercaseTokenizer, from_pretrained
+from cgc_fairseq.hub import AutocastHubInterface, MosesLowercaseTokenizer, checked, from_pretrained, sentence_list
 from datadir.moses import Tokenizer
 
 SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im \"Schnee\" -- und rennen!",
@@ -45,3 +46,51 @@ def test_from_pretrained_missing_files(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="spm.model"):
         from_pretrained(tmp_path / "model.pt", data=tmp_path)
+
+
+@pytest.mark.parametrize("content, words", [(b"", "not a readable checkpoint"),
+                                             (b"PK\x03\x04 cut short", "not a readable checkpoint"),
+                                             ({"weights": [1, 2]}, "not a fairseq checkpoint")])
+def test_from_pretrained_refuses_what_is_not_a_fairseq_checkpoint(tmp_path, content, words):
+    (tmp_path / "spm.model").write_bytes(b"")
+    if isinstance(content, bytes):
+        (tmp_path / "model.pt").write_bytes(content)
+    else:
+        torch.save(content, tmp_path / "model.pt")
+    with pytest.raises(ValueError, match=words):
+        from_pretrained(tmp_path / "model.pt", data=tmp_path)
+
+
+def test_a_truncated_checkpoint_is_refused(tmp_path):
+    torch.save({"model": {"w": torch.zeros(1000)}, "args": None, "cfg": {"x": 1}}, tmp_path / "whole.pt")
+    whole = (tmp_path / "whole.pt").read_bytes()
+    (tmp_path / "model.pt").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "spm.model").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        from_pretrained(tmp_path / "model.pt", data=tmp_path)
+
+
+GENERATION = {"beam", "lenpen", "max_len_a", "max_len_b", "min_len", "temperature", "nbest"}
+
+
+@pytest.mark.parametrize("options, error, words", [
+    ({"beem": 1}, TypeError, "unknown generation option 'beem' \\(did you mean 'beam'\\?\\)"),
+    ({"max_len_a": 0, "max_len_b": 0}, ValueError, "max_len_b: 0 with max_len_a 0 leaves no room"),
+    ({"max_len_a": 0, "max_len_b": 2, "min_len": 3}, ValueError, "max_len_b: 2 with max_len_a 0"),
+    ({"min_len": 5000}, ValueError, "min_len: 5000 is not below"),
+    ({"temperature": 0}, ValueError, "temperature: must be > 0, got 0"),
+])
+def test_generation_options_are_checked_together(options, error, words):
+    with pytest.raises(error, match=words):
+        checked(options, known=GENERATION)
+    assert checked({"max_len_a": 0, "max_len_b": 3, "min_len": 3}, known=GENERATION)["max_len_b"] == 3
+
+
+def test_a_lone_surrogate_is_refused_before_sentencepiece():
+    with pytest.raises(ValueError, match="sentence 1: not valid Unicode at character 3"):
+        sentence_list(["Ein Mann.", "Ein\ud800 Hund."])
+
+
+def test_score_says_what_to_use_instead():
+    with pytest.raises(NotImplementedError, match="--score-reference"):
+        AutocastHubInterface.score(None, "Ein Mann.")
