@@ -191,7 +191,8 @@ def from_pretrained(model_dir, checkpoint_file="average.pt", data=None, beam=4, 
                     **kwargs):
     """A fairseq GeneratorHubInterface (`.translate(text)`, `.sample`, `.models`) for a checkpoint trained on a
     data dir of data-bin-prep/prepare.py: sentencepiece from DATA/spm.model, tokenizer `moses_lc` with the
-    settings of DATA/manifest.json. model_dir may also be the checkpoint file itself. precision: "fp32" or "bf16"
+    settings of DATA/manifest.json (which must be there, and must have recorded the spm.model and dictionaries
+    that DATA holds). model_dir may also be the checkpoint file itself. precision: "fp32" or "bf16"
     (generation under torch.autocast; the weights stay fp32). beam, lenpen and the generation and batching options
     in kwargs (max_len_b, max_tokens, batch_size, ...) are checked (ValueError); max_tokens (default: the
     checkpoint's) is raised to the model's source positions when lower. A checkpoint trained on another data dir
@@ -209,6 +210,7 @@ def from_pretrained(model_dir, checkpoint_file="average.pt", data=None, beam=4, 
     if not layout.spm_model(data).is_file():
         raise FileNotFoundError(f"no {layout.SPM_MODEL} in the data dir {data}")
     check_checkpoint(model_dir / checkpoint_file)
+    layout.check_tokenization_files(data)
     try:
         loaded = hub_utils.from_pretrained(
             str(model_dir.resolve()), checkpoint_file=checkpoint_file, data_name_or_path=str(data.resolve()),

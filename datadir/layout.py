@@ -7,6 +7,7 @@
     DATA/spm/{split}.{lang}    sentencepiece pieces (what was binarized)
     DATA/manifest.json         splits, counts, tokenizer settings, hashes, versions
 """
+import hashlib
 import json
 from pathlib import Path
 
@@ -77,3 +78,19 @@ def check_dictionaries(model_state, data, checkpoint):
         if weight is not None and weight.shape[0] != (size := dictionary_size(data, lang)):
             raise ValueError(f"checkpoint {checkpoint} was trained with a {weight.shape[0]}-word dictionary, {data} "
                              f"has {size} ({dictionary_file(data, lang).name}): not the data dir it was trained on")
+
+
+def check_tokenization_files(data):
+    """The files that decide how text is tokenized (spm.model, the dictionaries) checked against the sha256 that
+    DATA/manifest.json recorded when the data prep wrote them: FileNotFoundError without a manifest (the tokenizer
+    settings would silently default), ValueError naming a file that changed (e.g. another corpus's spm.model)."""
+    manifest = read_manifest(data)
+    if not manifest:
+        raise FileNotFoundError(f"no {MANIFEST} in the data dir {data}: it records how the data prep tokenized "
+                                f"(make one with data-bin-prep/prepare.py)")
+    recorded = manifest.get("outputs") or {}
+    for path in (spm_model(data), *(dictionary_file(data, lang) for lang in LANGS)):
+        want = recorded.get(path.name)
+        if want is not None and hashlib.sha256(path.read_bytes()).hexdigest() != want:
+            raise ValueError(f"{path} is not the file {manifest_file(data)} recorded (sha256 differs): this data "
+                             f"dir's tokenization files were replaced; rerun data-bin-prep/prepare.py")

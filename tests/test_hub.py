@@ -1,5 +1,6 @@
 """cgc_fairseq.hub's `moses_lc` tokenizer: the data preparation's tokenization, from the manifest's settings.
 (Translation through from_pretrained is tested in test_scripts.py, on the model trained there.)"""
+import hashlib
 import importlib
 import json
 from types import SimpleNamespace
@@ -9,6 +10,7 @@ import torch
 from text import tokenize_lines  # data-bin-prep/text.py (pytest's pythonpath)
 
 from cgc_fairseq.hub import AutocastHubInterface, MosesLowercaseTokenizer, checked, from_pretrained, sentence_list
+from datadir import layout
 from datadir.moses import Tokenizer
 
 SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im \"Schnee\" -- und rennen!",
@@ -94,3 +96,19 @@ def test_a_lone_surrogate_is_refused_before_sentencepiece():
 def test_score_says_what_to_use_instead():
     with pytest.raises(NotImplementedError, match="--score-reference"):
         AutocastHubInterface.score(None, "Ein Mann.")
+
+
+def test_the_tokenization_files_must_be_the_ones_the_manifest_recorded(tmp_path):
+    """Without the manifest the tokenizer settings would default; another corpus's spm.model would tokenize
+    differently (e.g. „Fahrrad“ -> <unk>): both are refused by name."""
+    files = {"spm.model": b"model", "dict.de.txt": b"a 1\n", "dict.en.txt": b"b 1\n"}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    with pytest.raises(FileNotFoundError, match="no manifest.json in the data dir"):
+        layout.check_tokenization_files(tmp_path)
+    recorded = {name: hashlib.sha256(content).hexdigest() for name, content in files.items()}
+    (tmp_path / "manifest.json").write_text(json.dumps({"outputs": recorded}))
+    layout.check_tokenization_files(tmp_path)
+    (tmp_path / "spm.model").write_bytes(b"another corpus's model")
+    with pytest.raises(ValueError, match="spm.model is not the file .*manifest.json recorded"):
+        layout.check_tokenization_files(tmp_path)
