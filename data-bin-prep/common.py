@@ -1,48 +1,44 @@
-"""Shared machinery of the data preparation: errors, safe file I/O, step
-bookkeeping, versions and the count table.
+"""What only the data preparation needs on top of clitools (the one-line error, atomic files, strict JSON, reading
+lines, versions: shared with scripts/): its name for the error, its log line, its temporary names, finding raw
+files, hashes, finished-step stamps, its versions record and the count table.
 
 Nothing in data-bin-prep imports ``cgc_fairseq`` or ``scripts/``: the data
-preparation is usable on its own (it shares only ``datadir`` with them).
+preparation is usable on its own (it shares only ``datadir`` and ``clitools`` with them).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import gzip
 import hashlib
 import json
-import lzma
 import os
-import platform
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from clitools import files, record
+from clitools.command import UserError
+from clitools.command import log as _log
+from clitools.files import read_lines
 from datadir import lines as text_lines
-from datadir import values
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"  # where the raw releases are looked for by default
 STAMP_DIR = ".prep"  # per-step "done" stamps live in OUT/.prep/<step>.json
+MODULES = ("sentencepiece", "sacremoses", "fairseq", "torch", "tqdm")  # what versions() records
 
-
-class PrepError(Exception):
-    """A user-facing error: the message is one line naming the culprit."""
-
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
+PrepError = UserError  # a user-facing error: one line naming the culprit; prepare.py prints it, exit status 2
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """The prep's log line: the message alone, on stderr (stdout gets the summary)."""
+    _log(msg, stderr=True, stamp=False)
 
 
 # --------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------
 
-COMPRESSED_SUFFIXES = ("", ".xz", ".gz")
+COMPRESSED_SUFFIXES = ("", ".xz", ".gz")  # what clitools.files.read_bytes decompresses
 
 
 def find_file(dirs: Sequence[Path], name: str) -> Path | None:
@@ -53,35 +49,6 @@ def find_file(dirs: Sequence[Path], name: str) -> Path | None:
             if p.is_file():
                 return p
     return None
-
-
-def read_bytes(path: Path) -> bytes:
-    """Whole file, transparently decompressing ``.xz`` / ``.gz``."""
-    path = Path(path)
-    if not path.exists():
-        raise PrepError(f"missing input file: {path}")
-    if path.is_dir():
-        raise PrepError(f"input is a directory, expected a file: {path}")
-    try:
-        if path.name.endswith(".xz"):
-            with lzma.open(path) as f:
-                return f.read()
-        if path.name.endswith(".gz"):
-            with gzip.open(path) as f:
-                return f.read()
-        return path.read_bytes()
-    except (lzma.LZMAError, OSError, EOFError) as e:
-        raise PrepError(f"cannot read {path}: {e}") from None
-
-
-def read_lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 file as ``datadir.lines`` defines them (split at ``\\n``,
-    other line breaks become spaces, BOMs dropped). Non-UTF-8 bytes and NULs raise
-    a :class:`PrepError` naming the file and the line."""
-    try:
-        return text_lines.decode(read_bytes(path), path)
-    except text_lines.TextError as e:
-        raise PrepError(str(e)) from None
 
 
 def read_input(path: Path) -> list[str]:
@@ -101,20 +68,9 @@ def sha256_file(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------
-# Writing: everything goes to a temporary name first and is renamed at the end
+# Writing: clitools.files' atomic writes under the prep's temporary names, .NAME.tmpPID (hidden, this run's own;
+# outdir.remove_stale_tmp removes a killed run's)
 # --------------------------------------------------------------------------
-
-
-def ensure_dir(path: Path) -> Path:
-    path = Path(path)
-    for p in [path, *path.parents]:
-        if p.exists() and not p.is_dir():
-            raise PrepError(f"output path is a file, expected a directory: {p}")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise PrepError(f"cannot create output directory {path}: {e.strerror}") from None
-    return path
 
 
 def tmp_name(path: Path) -> Path:
@@ -122,20 +78,9 @@ def tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
-@contextmanager
 def atomic_path(path: Path):
-    """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
-    path = Path(path)
-    ensure_dir(path.parent)
-    if path.is_dir():
-        raise PrepError(f"output path is a directory, expected a file: {path}")
-    tmp = tmp_name(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success, remove it on failure."""
+    return files.atomic_path(path, tmp_name=tmp_name)
 
 
 def write_lines(path: Path, lines: Iterable[str]) -> None:
@@ -148,9 +93,7 @@ def write_lines(path: Path, lines: Iterable[str]) -> None:
 
 def write_json(path: Path, obj) -> None:
     """obj as strict JSON (a nan or infinite float becomes null), written atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(values.json_safe(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
-                       encoding="utf-8")
+    files.write_json(path, obj, tmp_name=tmp_name)
 
 
 # --------------------------------------------------------------------------
@@ -223,19 +166,8 @@ def now() -> str:
 
 
 def versions() -> dict:
-    v = {"python": platform.python_version()}
-    for mod in ("sentencepiece", "sacremoses", "fairseq", "torch", "tqdm"):
-        try:
-            from importlib.metadata import version
-
-            dist = {"fairseq": "fairseq-fixed"}.get(mod, mod)
-            try:
-                v[mod] = version(dist)
-            except Exception:
-                v[mod] = version(mod)
-        except Exception:
-            v[mod] = None
-    return v
+    """Python's version and the installed versions of the prep's packages (MODULES), for manifest.json."""
+    return record.versions(MODULES)
 
 
 def count_tokens(path: Path) -> int:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Sequence
 
 import pipeline
-from common import PrepError, Steps, find_file, log, read_input, read_lines, write_lines
+from clitools.files import read_lines
+from common import PrepError, Steps, find_file, log, read_input, write_lines
 from datadir import layout
 from datadir.layout import LANGS
 from iwslt14_release import TEST_SETS, TRAIN_FILES, URL, is_standard, obtain_release, xml_name

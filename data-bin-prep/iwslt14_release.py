@@ -12,7 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from common import PrepError, atomic_path, ensure_dir, find_file, log, read_bytes
+from clitools.files import ensure_dir, read_bytes
+from common import PrepError, atomic_path, find_file, log
 from datadir.layout import LANGS
 
 URL = "http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz"

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pipeline
-from common import SHARED, PrepError, Steps, find_file, log, read_input, read_lines, write_lines
+from clitools.files import read_lines
+from common import SHARED, PrepError, Steps, find_file, log, read_input, write_lines
 from datadir import layout
 from datadir.layout import LANGS
 

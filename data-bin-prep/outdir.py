@@ -9,7 +9,8 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import PrepError, ensure_dir
+from clitools.files import ensure_dir
+from common import PrepError
 
 
 def run_tmp_dir(parent: Path, name: str) -> Path:

@@ -21,7 +21,8 @@ from typing import Sequence
 import common
 import outdir
 import text
-from common import PrepError, Steps, log, read_lines, write_lines
+from clitools.files import read_lines
+from common import PrepError, Steps, log, write_lines
 from datadir import layout, values
 from datadir.layout import LANGS
 from datadir.lines import has_text

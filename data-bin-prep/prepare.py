@@ -15,7 +15,6 @@ temporary name and renamed when complete. A run holds a lock on DIR
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -24,23 +23,19 @@ import iwslt14
 import multi30k
 import outdir
 import pipeline
-from common import REPO, SHARED, PrepError
+from clitools.command import Parser, guard
+from clitools.files import ensure_dir
+from common import REPO, SHARED
 from datadir import values
 
 # a corpus is a recipe module (HELP, RAW_DIR, RAW_HELP, VOCAB_SIZE, add_arguments, prepare) and a line here
 CORPORA = {"iwslt14": iwslt14, "multi30k": multi30k}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2 (argparse's default prints usage too)
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="prepare.py", description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+def build_parser() -> Parser:
+    p = Parser.from_doc("prepare.py", __doc__)  # one-line errors, exit status 2
     sub = p.add_subparsers(dest="corpus", required=True, metavar="{" + ",".join(CORPORA) + "}",
-                           parser_class=_Parser)
+                           parser_class=Parser)
     for corpus, recipe in CORPORA.items():
         sp = sub.add_parser(corpus, help=recipe.HELP)
         default_raw = SHARED / recipe.RAW_DIR
@@ -58,22 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@guard(status=2, interrupted="interrupted (no partial output is left looking finished)")
 def main(argv=None) -> int:
+    """A PrepError (clitools' UserError) ends the run with its one `error: ...` line and exit status 2."""
     args = build_parser().parse_args(argv)
     from tqdm import tqdm
 
     tqdm.monitor_interval = 0  # no tqdm monitor thread: tokenization forks worker processes
-    try:
-        common.ensure_dir(args.out)
-        with outdir.locked(args.out):
-            outdir.remove_stale_tmp(args.out)
-            manifest = CORPORA[args.corpus].prepare(args)
-    except PrepError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted (no partial output is left looking finished)", file=sys.stderr)
-        return 130
+    ensure_dir(args.out)
+    with outdir.locked(args.out):
+        outdir.remove_stale_tmp(args.out)
+        manifest = CORPORA[args.corpus].prepare(args)
     pipeline.print_summary(manifest)
     return 0
 

@@ -1,7 +1,7 @@
 """Average the parameters of the last N checkpoints into one checkpoint (like fairseq's average_checkpoints.py).
 
-    python -m scripts.average --checkpoints runs/small/checkpoints --last 5 --out runs/small/checkpoints/average.pt
-    python -m scripts.average --inputs a.pt b.pt c.pt --out avg.pt
+    python -m scripts.average --checkpoint-dir runs/small/checkpoints --last 5 --out runs/small/checkpoints/average.pt
+    python -m scripts.average --checkpoints a.pt b.pt c.pt --out avg.pt
 
 fairseq's scripts/average_checkpoints.py fails on torch >= 2.6 (torch.load defaults to weights_only=True and a
 fairseq checkpoint holds an argparse.Namespace). This one loads with weights_only=True and allow-lists exactly
@@ -16,9 +16,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from clitools.files import atomic_path, check_output_file
+
 from .checkpoint import load_checkpoint
-from .cli import Parser, ScriptError, log, main_guard, positive_int
-from .files import atomic_path, check_output_file
+from .cli import ScriptError, log, main_guard, parser, positive_int
 from .rundir import EPOCH, UPDATE, numbered_checkpoints
 
 
@@ -78,13 +79,14 @@ def save(state, out):
 
 
 def build_parser():
-    p = Parser.from_doc("average", __doc__)
+    p = parser("average", __doc__)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoints", help="a save dir: average its last --last epoch checkpoints")
-    src.add_argument("--inputs", nargs="+", help="explicit checkpoint files")
+    src.add_argument("--checkpoint-dir", help="a save dir: average its last --last epoch checkpoints")
+    src.add_argument("--checkpoints", nargs="+", help="the checkpoint files to average")
     p.add_argument("--last", type=positive_int, default=5, help="how many of the newest checkpoints (default: %(default)s)")
     p.add_argument("--update-checkpoints", action="store_true",
-                   help="with --checkpoints: use checkpoint_E_U.pt (--save-interval-updates) instead of checkpointE.pt")
+                   help="with --checkpoint-dir: use checkpoint_E_U.pt (--save-interval-updates) instead of "
+                        "checkpointE.pt")
     p.add_argument("--out", required=True, help="the averaged checkpoint to write")
     return p
 
@@ -92,10 +94,13 @@ def build_parser():
 @main_guard
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    check_output_file(args.out)
-    paths = ([Path(p) for p in args.inputs] if args.inputs
-             else last_checkpoints(args.checkpoints, args.last, args.update_checkpoints))
+    check_output_file(args.out, "--out")
+    paths = ([Path(p) for p in args.checkpoints] if args.checkpoints
+             else last_checkpoints(args.checkpoint_dir, args.last, args.update_checkpoints))
     for p in paths:
+        if p.is_dir() and args.checkpoints:
+            raise ScriptError(f"--checkpoints takes checkpoint files, {p} is a directory (its last --last "
+                              f"checkpoints: --checkpoint-dir {p})")
         if not p.is_file():
             raise ScriptError(f"checkpoint not found: {p}")
     log(f"averaging {len(paths)} checkpoints: {', '.join(p.name for p in paths)}")

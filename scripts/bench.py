@@ -22,8 +22,8 @@ Measured in one process, models interleaved: each model warms up (--warmup train
 then in each of --repeats rounds every model runs in turn (the order rotated by one each round):
   train   target tokens/s of forward + backward + optimizer step over the same --steps batches of split train
           (--max-tokens, order fixed by --seed), for every model
-  decode  sentences/s of fairseq's SequenceGenerator, beam 5, on the first --decode-sentences sentences of
-          --decode-split (batched by --max-tokens). Every hypothesis is exactly --decode-len tokens + EOS
+  decode  sentences/s of fairseq's SequenceGenerator, beam 4 (every decode's), on the first --decode-sentences
+          sentences of --decode-split (batched by --max-tokens). Every hypothesis is exactly --decode-len tokens + EOS
           (min_len = max_len_b = --decode-len, max_len_a = 0): untrained models stop at random lengths or babble to
           the max length, which would measure their babbling, not their speed
   memory  in a fresh subprocess per model (a process's peak RSS cannot be reset), as many at a time as there are
@@ -58,9 +58,9 @@ from itertools import cycle, islice
 from pathlib import Path
 
 from .bench_memory import run_probe
-from .bench_models import BEAM, SIZES, Bench, Data, entry, model_config, split_entry, timed
+from .bench_models import SIZES, Bench, Data, entry, model_config, split_entry, timed
 from .bench_report import LABELS, LONG_DECODE_POSITIONS, PRECISION_TARGETS, TARGETS, analyse, write_outputs
-from .cli import (PRECISIONS, Parser, ScriptError, command_line, cpu_model, log, main_guard, nonnegative_int,
+from .cli import (BEAM, ScriptError, add_precision, command_line, cpu_model, log, main_guard, nonnegative_int, parser,
                   positive_int, versions)
 from .rundir import check_data_dir, check_split
 
@@ -133,7 +133,7 @@ def machine(device):
 
 
 def build_parser():
-    p = Parser.from_doc("bench", __doc__)
+    p = parser("bench", __doc__)
     p.add_argument("--data", required=True, help="fairseq data dir (from data-bin-prep/prepare.py)")
     p.add_argument("--out", required=True, help="output dir for bench.json, bench.md, bench.png")
     p.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES), help="default: small iwslt")
@@ -152,8 +152,7 @@ def build_parser():
                    help="decoder step times with hypotheses forced to this many tokens (0: skip; default: %(default)s)")
     p.add_argument("--long-decode-sentences", type=positive_int, default=10,
                    help="the shortest sentences of the decoded ones, for the long outputs (default: %(default)s)")
-    p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["fp32"],
-                   help="every model in each (bf16: forward passes under torch.autocast; default: %(default)s)")
+    add_precision(p, "every model in each precision", several=True)
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
     p.add_argument("--tiny", action="store_true", help="tiny models (d=32, 1+1 layers; for the tests)")

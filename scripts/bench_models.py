@@ -7,7 +7,7 @@ import time
 from itertools import islice
 from pathlib import Path
 
-from .cli import USER_DIR, ScriptError
+from .cli import BEAM, USER_DIR, ScriptError
 from .train import PRESETS
 
 SIZES = {"small": "small", "iwslt": "paper"}  # size -> the scripts/train.py preset whose recipe it trains with
@@ -19,7 +19,6 @@ TINY = ["--encoder-embed-dim", "32", "--decoder-embed-dim", "32", "--encoder-ffn
         "--decoder-ffn-embed-dim", "64", "--encoder-layers", "1", "--decoder-layers", "1",
         "--encoder-attention-heads", "2", "--decoder-attention-heads", "2"]
 TINY_CONV = ["--encoder-kernel-size-list", "[3]", "--decoder-kernel-size-list", "[3]"]
-BEAM = 5
 # the decoder gate's variants (cgc_KIND_VARIANT; plain cgc_KIND is prefix): their model flags, each explicit
 VARIANTS = {"prefix": ["--cgc-decoder-context", "prefix"], "source": ["--cgc-decoder-context", "source"],
             "static": ["--cgc-context", "static"]}

@@ -2,9 +2,11 @@
 OUT/bench.md (the tables), OUT/bench.png (the ratios) and OUT/bench.json."""
 from __future__ import annotations
 
+from clitools.files import atomic_path, write_atomic, write_json
+
 from .bench_memory import PROBE_STEPS
-from .bench_models import BEAM, VARIANTS, entry, split_entry, variant_of
-from .files import atomic_path, write_atomic, write_json
+from .bench_models import VARIANTS, entry, split_entry, variant_of
+from .cli import BEAM
 
 KINDS = {"lightconv": "LightConv", "dynamicconv": "DynamicConv"}
 VARIANT_TEXT = {"prefix": "", "source": " (source)", "static": " (static)"}

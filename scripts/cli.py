@@ -1,45 +1,53 @@
-"""What every script's command line shares: one-line errors (`error: ...`, exit 1, no traceback), the argument
-parser, log lines, subprocesses with a clear error, the thread settings of a process, and the record of where it
-ran (command line, versions, CPU).
+"""What every script's command line shares on top of clitools (the one-line errors, the main guard, the log line,
+shared with data-bin-prep/): the parser of scripts/NAME.py, the one vocabulary of its options (--precision, --beam
+and the numeric types), subprocesses with a clear error, the thread settings of a process, and the record of where
+it ran (command line, versions, CPU).
+
+The vocabulary: --data a data dir, --checkpoint a checkpoint file (--checkpoints several), --out what the script
+writes, --seed/--seeds, --split/--splits, --precision (add_precision), --beam (add_beam: BEAM for every decode). A
+script that mirrors a fairseq tool keeps that tool's flags instead (translate.py: fairseq-interactive's).
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
+from clitools import record
+from clitools.command import Parser, UserError, guard, log  # noqa: F401  (log: the scripts' log line)
+from clitools.files import atomic_path, ensure_dir, failed_path
 from datadir import values
 
 REPO = Path(__file__).resolve().parent.parent
 USER_DIR = str(REPO / "cgc_fairseq")  # absolute: fairseq imports it by path, and checkpoints record it
 BIN = Path(sys.executable).parent  # fairseq-train etc. live next to the interpreter of the venv
+ScriptError = UserError  # a user-facing error: one `error: ...` line, exit status 1 (main_guard)
+MODULES = ("torch", "fairseq", "sacrebleu", "sentencepiece", "sacremoses", "numpy", "matplotlib")  # in versions()
 
 
-class ScriptError(Exception):
-    """A user-facing error: printed as one `error: ...` line, exit status 1."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (argparse's default prints the usage too)."""
-
-    @classmethod
-    def from_doc(cls, name, doc):
-        """The parser of scripts/NAME.py: its description is the docstring's first paragraph, its epilog the rest."""
-        description, epilog = doc.split("\n\n", 1)
-        return cls(prog=f"python -m scripts.{name}", description=description, epilog=epilog,
-                   formatter_class=argparse.RawDescriptionHelpFormatter)
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
+def parser(name, doc):
+    """The parser of scripts/NAME.py: its description is the docstring's first paragraph, its epilog the rest."""
+    return Parser.from_doc(f"python -m scripts.{name}", doc)
 
 
 PRECISIONS = ("fp32", "bf16")  # cgc_fairseq.precision.PRECISIONS (not imported here: it loads torch and fairseq)
+PRECISION_HELP = ("fp32, or bf16: the forward passes under torch.autocast, fp32 weights (the plugin's "
+                  "translation_autocast task)")
+
+
+def add_precision(p, what, note="", several=False):
+    """--precision (several: --precisions, one or more) on parser p, PRECISIONS, default fp32; its help says what
+    it sets (`what`), then PRECISION_HELP, then the script's note."""
+    if several:
+        return p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["fp32"],
+                              help=f"{what}: {PRECISION_HELP}{note} (default: %(default)s)")
+    return p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                          help=f"{what}: {PRECISION_HELP}{note} (default: %(default)s)")
 
 
 def precision_flags(precision):
@@ -55,6 +63,14 @@ finite_float = values.argument_type(values.finite_float)
 positive_float = values.argument_type(values.positive_float)
 nonnegative_float = values.argument_type(values.nonnegative_float)
 
+BEAM = 4  # the beam of every decode: evaluate.py (so demo.py's and race.py's), translate.py, the bench's
+
+
+def add_beam(p):
+    """--beam (default BEAM) and --lenpen on parser p."""
+    p.add_argument("--beam", type=positive_int, default=BEAM, help="beam size, >= 1 (default: %(default)s)")
+    p.add_argument("--lenpen", type=finite_float, default=1.0, help="length penalty, finite (default: %(default)s)")
+
 
 def quiet_logging():
     """Log warnings and errors only (the scripts print their own lines). Before fairseq is imported: its wav2vec2
@@ -63,26 +79,8 @@ def quiet_logging():
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-def main_guard(main):
-    """Run main(argv) -> exit code, with quiet_logging(); ScriptError becomes one `error:` line, Ctrl-C a short
-    note."""
-
-    def wrapped(argv=None):
-        quiet_logging()
-        try:
-            return main(argv) or 0
-        except ScriptError as e:
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            return 1
-        except KeyboardInterrupt:
-            print("error: interrupted", file=sys.stderr, flush=True)
-            return 130
-
-    return wrapped
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+# main(argv) -> exit code, with quiet_logging(); a ScriptError becomes one `error:` line and exit 1, Ctrl-C a short note
+main_guard = guard(status=1, setup=quiet_logging)
 
 
 def script_command(name):
@@ -101,59 +99,54 @@ def thread_env(threads):
     return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
 
 
+def log_target(stdout_path, append):
+    """(the context that yields the file a command's output goes to, the log an error names) for run()."""
+    if stdout_path is None:
+        return nullcontext(os.devnull), None
+    if append:
+        ensure_dir(Path(stdout_path).parent)
+        return nullcontext(stdout_path), stdout_path
+    return atomic_path(stdout_path, keep_failed=True), failed_path(stdout_path)
+
+
 def run(cmd, *, stdout_path=None, append=False, echo=True, env=None, what=None, on_line=None):
     """Run cmd (a list) from the repo root. stdout (+stderr) is streamed to the console when echo, to stdout_path
     when given (written under a temp name, renamed when the command succeeds, left as NAME.failed when it fails; or
     appended to, with append=True, for a live log), and line by line to on_line when given. Raises ScriptError naming
     the command and the log on a non-zero exit. Returns the elapsed seconds."""
-    from .files import atomic_path, failed_path
-
     what = what or Path(cmd[0]).name
     full_env = dict(os.environ, **(env or {}))
     start = time.time()
     tail = []
-    if stdout_path is not None:
-        Path(stdout_path).parent.mkdir(parents=True, exist_ok=True)
+    target, kept = log_target(stdout_path, append)
     try:
-        with atomic_path(stdout_path, enabled=not append, keep_failed=True) as path:
-            kept = None if path is None else stdout_path if append else failed_path(stdout_path)
-            with open(path if path is not None else os.devnull, "a" if append else "w") as out:
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        env=full_env, bufsize=1, cwd=REPO)
-                for line in proc.stdout:
-                    out.write(line)
-                    out.flush()
-                    if echo:
-                        sys.stdout.write(line)
-                        sys.stdout.flush()
-                    if on_line is not None:
-                        on_line(line)
-                    tail = (tail + [line.rstrip("\n")])[-15:]
-                rc = proc.wait()
-                if rc != 0:
-                    where = f"; log: {kept}" if kept else ""
-                    last = next((l for l in reversed(tail) if l.strip()), "")
-                    if not echo and tail:
-                        sys.stderr.write("\n".join(tail) + "\n")
-                    raise ScriptError(f"{what} failed (exit {rc}){where}: {last.strip()[:300]}")
+        with target as path, open(path, "a" if append else "w") as out:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    env=full_env, bufsize=1, cwd=REPO)
+            for line in proc.stdout:
+                out.write(line)
+                out.flush()
+                if echo:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+                if on_line is not None:
+                    on_line(line)
+                tail = (tail + [line.rstrip("\n")])[-15:]
+            rc = proc.wait()
+            if rc != 0:
+                where = f"; log: {kept}" if kept else ""
+                last = next((l for l in reversed(tail) if l.strip()), "")
+                if not echo and tail:
+                    sys.stderr.write("\n".join(tail) + "\n")
+                raise ScriptError(f"{what} failed (exit {rc}){where}: {last.strip()[:300]}")
     except FileNotFoundError:
         raise ScriptError(f"{what}: command not found: {cmd[0]}")
     return time.time() - start
 
 
 def versions():
-    out = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
-    for mod in ("torch", "fairseq", "sacrebleu", "sentencepiece", "sacremoses", "numpy", "matplotlib"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # not installed / no __version__: record that, don't fail
-            out[mod] = None
-    try:
-        out["git_commit"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
-                                           text=True, timeout=10).stdout.strip() or None
-    except Exception:
-        out["git_commit"] = None
-    return out
+    """Python, the machine, the scripts' packages (MODULES) and the git commit, for the JSON a script writes."""
+    return record.versions(MODULES, machine=True, repo=REPO)
 
 
 def cpu_model():

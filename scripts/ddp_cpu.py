@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import Parser, ScriptError, fairseq_cli, log, main_guard, positive_int, thread_env
+from .cli import ScriptError, fairseq_cli, log, main_guard, parser, positive_int, thread_env
 
 
 def free_port():
@@ -33,10 +33,12 @@ def free_port():
 
 
 def build_parser():
-    p = Parser.from_doc("ddp_cpu", __doc__)
+    p = parser("ddp_cpu", __doc__)
     p.add_argument("--nproc", type=positive_int, default=2, help="processes (ranks); default %(default)s")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads per rank; default %(default)s")
     p.add_argument("--port", type=int, help="rendezvous port on 127.0.0.1 (default: a free one)")
+    # --log-dir, not --out: only the logs of ranks > 0 go there (rank 0 writes to stdout, fairseq-train's own
+    # --save-dir gets the checkpoints)
     p.add_argument("--log-dir", type=Path, default=Path("."), help="where ranks > 0 log; default %(default)s")
     p.add_argument("fairseq_args", nargs="+", help="fairseq-train arguments (after --)")
     return p

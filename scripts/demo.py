@@ -1,7 +1,7 @@
 """The main job (`make demo`): prepare data, train cgc_lightconv_small for a bounded budget, average, evaluate,
 plot, print a summary. A rerun reuses every finished step.
 
-    python -m scripts.demo [--budget-minutes 30] [--corpus auto|iwslt14|multi30k] [--data-bin DIR] [--run-dir DIR]
+    python -m scripts.demo [--budget-minutes 30] [--corpus auto|iwslt14|multi30k] [--data DIR] [--run-dir DIR]
 
 Corpus (--corpus auto): IWSLT'14 De-En when a local copy of the full release (the train.tags.de-en.* training
 files, or de-en.tgz) is found under ../shared/data/iwslt14-de-en or --iwslt14-raw; otherwise the local
@@ -21,11 +21,11 @@ import sys
 import time
 from pathlib import Path
 
+from clitools.files import read_json, write_json
 from datadir import layout
 
 from . import pipeline
-from .cli import PRECISIONS, REPO, Parser, ScriptError, log, main_guard, positive_float, positive_int, run
-from .files import read_json, write_json
+from .cli import BEAM, REPO, ScriptError, add_precision, log, main_guard, parser, positive_float, positive_int, run
 from .rundir import kept_checkpoints
 
 SHARED = REPO.parent / "shared" / "data"
@@ -70,25 +70,25 @@ def step(n, title):
     log(f"===== step {n}/6: {title} =====")
 
 
-def ensure_data(corpus, raw, data_bin, explicit, logfile):
-    """Prepare data_bin with data-bin-prep/prepare.py (its output to logfile) unless it is there already."""
-    manifest = layout.manifest_file(data_bin)
-    if manifest.exists() and layout.binary_file(data_bin, "test", layout.SRC).exists():
+def ensure_data(corpus, raw, data, explicit, logfile):
+    """Prepare the data dir with data-bin-prep/prepare.py (its output to logfile) unless it is there already."""
+    manifest = layout.manifest_file(data)
+    if manifest.exists() and layout.binary_file(data, "test", layout.SRC).exists():
         m = read_json(manifest)
         if m.get("corpus") not in (None, corpus) and explicit:
-            log(f"note: --data-bin {data_bin} holds {m.get('corpus')!r}; using it as given")
+            log(f"note: --data {data} holds {m.get('corpus')!r}; using it as given")
         elif m.get("corpus") not in (None, corpus):
-            raise ScriptError(f"{data_bin} holds {m.get('corpus')!r}, not {corpus!r}; pass another --data-bin")
-        log(f"data ready: {data_bin} ({layout.MANIFEST} exists; reusing)")
+            raise ScriptError(f"{data} holds {m.get('corpus')!r}, not {corpus!r}; pass another --data")
+        log(f"data ready: {data} ({layout.MANIFEST} exists; reusing)")
         return
-    cmd = [sys.executable, str(REPO / "data-bin-prep" / "prepare.py"), corpus, "--out", str(data_bin)]
+    cmd = [sys.executable, str(REPO / "data-bin-prep" / "prepare.py"), corpus, "--out", str(data)]
     if raw is not None:
         cmd += ["--raw", str(raw)]
-    log(f"preparing {data_bin} (log: {logfile})")
+    log(f"preparing {data} (log: {logfile})")
     seconds = run(cmd, stdout_path=logfile, append=True, echo=False, what="data-bin-prep/prepare.py")
     if not manifest.exists():
         raise ScriptError(f"data preparation finished without {manifest}")
-    log(f"data ready: {data_bin} ({seconds:.0f} s)")
+    log(f"data ready: {data} ({seconds:.0f} s)")
 
 
 def reusing(reused):
@@ -96,20 +96,20 @@ def reusing(reused):
 
 
 def build_parser():
-    p = Parser.from_doc("demo", __doc__)
+    p = parser("demo", __doc__)
     p.add_argument("--budget-minutes", type=positive_float, default=30.0,
                    help="training wall-clock budget (default: %(default)s); a larger value on a rerun resumes")
     p.add_argument("--corpus", choices=["auto", "iwslt14", "multi30k"], default="auto", help="default: %(default)s")
     p.add_argument("--iwslt14-raw", type=Path, help="a local IWSLT'14 release (dir with train.tags.* or de-en.tgz)")
-    p.add_argument("--data-bin", type=Path, help="data dir (default: data-bin/CORPUS.de-en)")
+    p.add_argument("--data", type=Path, help="data dir (default: data-bin/CORPUS.de-en)")
+    # --run-dir, not --out: the resumable run of scripts/train.py and the steps after it (train.py's --run-dir)
     p.add_argument("--run-dir", type=Path, help="run dir (default: runs/demo-CORPUS-ARCH)")
     p.add_argument("--arch", default="cgc_lightconv_small", help="default: %(default)s")
     p.add_argument("--average", type=positive_int, default=3, help="average the last N kept checkpoints (default: %(default)s)")
     p.add_argument("--split", default="test", help="evaluation split (default: %(default)s)")
     p.add_argument("--preset", choices=["small", "tiny"], default="small",
                    help="training preset of scripts/train.py (default: %(default)s; tiny is for the tests)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="training and decoding precision (scripts/train.py; default: %(default)s)")
+    add_precision(p, "training and decoding precision")
     p.add_argument("--max-len-b", type=positive_int, help="cap on hypothesis length for decoding (fairseq's; default 200)")
     p.add_argument("--no-valid-bleu", action="store_true", help="skip step 4 (valid BLEU per kept checkpoint)")
     return p
@@ -122,15 +122,15 @@ def main(argv=None):
     step(1, "data")
     corpus, raw, why = choose_corpus(args)
     log(f"corpus: {corpus} -- {why}")
-    data_bin = (args.data_bin or REPO / "data-bin" / f"{corpus}.de-en").resolve()
+    data = (args.data or REPO / "data-bin" / f"{corpus}.de-en").resolve()
     run_dir = (args.run_dir or REPO / "runs" / f"demo-{corpus}-{args.arch}").resolve()
     logfile = run_dir / "demo.log"
-    ensure_data(corpus, raw, data_bin, explicit=args.data_bin is not None, logfile=logfile)
+    ensure_data(corpus, raw, data, explicit=args.data is not None, logfile=logfile)
     ckpt_dir = run_dir / "checkpoints"
 
     step(2, f"train {args.arch} ({args.precision}, budget {args.budget_minutes:g} min of training)")
     precision = ["--precision", args.precision]
-    train_meta = pipeline.train(data_bin, run_dir, "--preset", args.preset, "--arch", args.arch, "--budget-minutes",
+    train_meta = pipeline.train(data, run_dir, "--preset", args.preset, "--arch", args.arch, "--budget-minutes",
                                 args.budget_minutes, *precision, "--quiet")
     gen = pipeline.length_cap(args.max_len_b) + precision
 
@@ -145,7 +145,7 @@ def main(argv=None):
     if not args.no_valid_bleu:
         step(4, f"valid BLEU of the kept checkpoints ({', '.join(p.name for _, p in kept)})")
         for _, p in kept:
-            r, reused = pipeline.evaluate(p, data_bin, "valid", run_dir / "valid_bleu" / p.stem, *gen, logfile=logfile)
+            r, reused = pipeline.evaluate(p, data, "valid", run_dir / "valid_bleu" / p.stem, *gen, logfile=logfile)
             log(f"{p.name}: valid tokenized BLEU {r['bleu_tokenized']:.2f}{reusing(reused)}")
     else:
         step(4, "valid BLEU per checkpoint: skipped (--no-valid-bleu)")
@@ -154,20 +154,20 @@ def main(argv=None):
     results = {}
     for name, ckpt in (("average", average), ("last", ckpt_dir / "checkpoint_last.pt")):
         out = run_dir / "eval" / f"{name}.{args.split}"
-        r, reused = pipeline.evaluate(ckpt, data_bin, args.split, out, *gen, logfile=logfile)
+        r, reused = pipeline.evaluate(ckpt, data, args.split, out, *gen, logfile=logfile)
         results[name] = r | {"results_json": str(out / "results.json")}
         log(f"{ckpt.name}: {args.split} tokenized BLEU {r['bleu_tokenized']:.2f}{reusing(reused)}")
 
     step(6, "plots")
     plots = run_dir / "plots"
-    pipeline.script("plots", "--runs", run_dir, "--labels", args.arch, "--checkpoint", average, "--data", data_bin,
+    pipeline.script("plots", "--runs", run_dir, "--labels", args.arch, "--checkpoint", average, "--data", data,
                     "--split", args.split, "--out", plots, logfile=logfile)
     pngs = [str(p) for p in sorted(plots.glob("*.png"))]
 
     avg, last = results["average"], results["last"]
     split_src = avg.get("split_source") or args.split
     summary = {
-        "corpus": corpus, "corpus_reason": why, "data_bin": str(data_bin), "arch": args.arch,
+        "corpus": corpus, "corpus_reason": why, "data_bin": str(data), "arch": args.arch,
         "parameters": avg["parameters"], "budget_minutes": args.budget_minutes, "precision": args.precision,
         "training_wall_seconds": train_meta.get("wall_seconds"), "updates": last["checkpoint"]["num_updates"],
         "epochs_started": last["checkpoint"]["epoch"], "averaged": [p.name for p in avg_inputs], "split": args.split,
@@ -187,7 +187,7 @@ def main(argv=None):
     print(f"model       {args.arch} ({args.precision}), {avg['parameters']:,} parameters, {summary['updates']} updates, "
           f"stopped in epoch {summary['epochs_started']}, training {(summary['training_wall_seconds'] or 0) / 60:.1f} min "
           f"(budget {args.budget_minutes:g} min)")
-    print(f"{args.split} ({split_src}), beam 4:")
+    print(f"{args.split} ({split_src}), beam {BEAM}:")
     for name, r in (("average of last " + str(len(avg_inputs)), avg),
                     ("checkpoint_last", last)):
         sb = f"{r['sacrebleu']:.2f}" if r["sacrebleu"] is not None else "n/a"

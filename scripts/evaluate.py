@@ -26,13 +26,13 @@ import sys
 import time
 from pathlib import Path
 
+from clitools.files import check_output_dir, read_json, read_lines, write_atomic, write_json
 from datadir import layout, values
 from datadir.moses import Detokenizer
 
 from .checkpoint import arg, load_for_data, model_args
-from .cli import (PRECISIONS, USER_DIR, Parser, ScriptError, command_line, fairseq_cli, finite_float, log, main_guard,
+from .cli import (USER_DIR, ScriptError, add_beam, add_precision, command_line, fairseq_cli, log, main_guard, parser,
                   positive_int, precision_flags, run, thread_env, versions)
-from .files import check_output_dir, read_json, read_lines, write_atomic, write_json
 from .rundir import check_data_dir, check_split, split_sizes
 
 TRANSLATED = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in ([\d.]+)s \(([\d.]+) sentences/s, "
@@ -117,21 +117,18 @@ def checkpoint_info(path, data):
 
 
 def build_parser():
-    p = Parser.from_doc("evaluate", __doc__)
+    p = parser("evaluate", __doc__)
     p.add_argument("--checkpoint", required=True, help="a fairseq checkpoint (e.g. from average.py)")
     p.add_argument("--data", required=True, help="the data dir the model was trained on")
     p.add_argument("--split", default="test", help="test, valid, test1, ... (default: %(default)s)")
     p.add_argument("--out", required=True, help="output dir for results.json and the hypotheses")
-    p.add_argument("--beam", type=positive_int, default=4, help="beam size, >= 1 (default: %(default)s)")
-    p.add_argument("--lenpen", type=finite_float, default=1.0, help="length penalty, finite (default: %(default)s)")
+    add_beam(p)
     p.add_argument("--max-tokens", type=positive_int, default=4000,
                    help="tokens per batch, at least the longest sentence's (default: %(default)s)")
     p.add_argument("--batch-size", type=positive_int, help="sentences per batch, >= 1 (default: fairseq's)")
     p.add_argument("--threads", type=positive_int,
                    help="CPU threads for torch, >= 1 (OMP/MKL_NUM_THREADS; default: torch's)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="decoding precision: bf16 = torch.autocast (the plugin's translation_autocast task) "
-                        "(default: %(default)s)")
+    add_precision(p, "decoding precision")
     p.add_argument("--reuse", action="store_true",
                    help="do nothing when OUT/results.json is from the same checkpoint file, split and options")
     p.add_argument("--quiet", action="store_true", help="don't echo fairseq-generate's output")
@@ -172,7 +169,7 @@ def main(argv=None):
     args, extra = build_parser().parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     data, out = Path(args.data), Path(args.out)
-    check_output_dir(out)
+    check_output_dir(out, "--out")
     manifest = check_data_dir(data)
     check_split(data, args.split)
     ckpt = Path(args.checkpoint)

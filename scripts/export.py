@@ -26,11 +26,11 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from clitools.files import atomic_path, check_output_dir, write_json
 from datadir import layout
 
 from .checkpoint import arg, load_for_data, model_args
-from .cli import Parser, ScriptError, command_line, log, main_guard, nonnegative_float, positive_int, versions
-from .files import atomic_path, check_output_dir, write_json
+from .cli import ScriptError, command_line, log, main_guard, nonnegative_float, parser, positive_int, versions
 from .rundir import check_data_dir, check_split
 
 FILES = ("encoder", "decoder", "decoder_step")
@@ -38,7 +38,7 @@ DIFFS = ("encoder_out", "logits", "step_logits")
 
 
 def build_parser():
-    p = Parser.from_doc("export", __doc__)
+    p = parser("export", __doc__)
     p.add_argument("--checkpoint", required=True, help="a fairseq checkpoint of a cgc_lightconv arch")
     p.add_argument("--data", required=True, help="the data dir the model was trained on (dictionaries, the split)")
     p.add_argument("--out", required=True, help="output dir for the .pt2 files and export.json")
@@ -78,7 +78,7 @@ def main(argv=None):
     data, out, ckpt = Path(args.data), Path(args.out), Path(args.checkpoint)
     if not ckpt.is_file():
         raise ScriptError(f"checkpoint not found: {ckpt}")
-    check_output_dir(out)
+    check_output_dir(out, "--out")
     check_data_dir(data)
     check_split(data, args.split)
 

@@ -25,8 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import REPO, Parser, ScriptError, command_line, log, main_guard, positive_int, script_command, versions
-from .files import write_json
+from clitools.files import write_json
+
+from .cli import REPO, ScriptError, command_line, log, main_guard, parser, positive_int, script_command, versions
 from .rundir import check_data_dir
 
 BENCH_MODELS = ["lightconv", "nocgc_lightconv", "cgc_lightconv", "cgc_lightconv_source", "cgc_lightconv_static",
@@ -94,7 +95,7 @@ def device_info():
 
 
 def build_parser():
-    p = Parser.from_doc("gpu_check", __doc__)
+    p = parser("gpu_check", __doc__)
     p.add_argument("--out", type=Path, required=True, help="output dir (logs, bench/, race/, gpu_check.json)")
     p.add_argument("--data", type=Path, default=REPO / "data-bin" / "multi30k.de-en",
                    help="data dir of the race and the bench (default: %(default)s)")

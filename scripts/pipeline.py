@@ -3,8 +3,9 @@ checkpoints (scripts/average.py), translate and score (scripts/evaluate.py). Eac
 goes to the console or, with a logfile, is appended to it; each reuses what is already done."""
 from __future__ import annotations
 
+from clitools.files import read_json
+
 from .cli import log, run, script_command
-from .files import read_json
 from .rundir import stale
 
 
@@ -31,7 +32,7 @@ def average(run_dir, checkpoints, n, logfile=None):
     inputs = [p for _, p in checkpoints[-n:]]
     out = run_dir / "average.pt"
     if stale(out, inputs):
-        script("average", "--inputs", *inputs, "--out", out, logfile=logfile)
+        script("average", "--checkpoints", *inputs, "--out", out, logfile=logfile)
     else:
         log(f"{out} is newer than its inputs; reusing")
     return out, inputs

@@ -18,11 +18,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from clitools.files import atomic_path, check_output_dir, read_lines
 from datadir import layout
 
 from .checkpoint import load_for_data
-from .cli import Parser, ScriptError, log, main_guard, positive_int
-from .files import atomic_path, check_output_dir, read_lines
+from .cli import BEAM, ScriptError, log, main_guard, parser, positive_int
 from .rundir import check_data_dir, check_split, run_curves
 
 
@@ -54,7 +54,8 @@ def plot_curves(series, out, with_train=True):
     loss = "loss (label-smoothed CE, base 2)" if with_train else "valid loss (label-smoothed CE, base 2)"
     for col, xl in ((0, "updates"), (1, "training wall-clock (min)")):
         axes[0, col].set(xlabel=xl, ylabel=loss, title=f"loss vs {xl.split(' (')[0]}")
-        axes[1, col].set(xlabel=xl, ylabel="valid BLEU (tokenized, beam 4)", title=f"valid BLEU vs {xl.split(' (')[0]}")
+        axes[1, col].set(xlabel=xl, ylabel=f"valid BLEU (tokenized, beam {BEAM})",
+                         title=f"valid BLEU vs {xl.split(' (')[0]}")
         for row in (0, 1):
             axes[row, col].grid(alpha=0.3)
             if axes[row, col].get_legend_handles_labels()[0]:
@@ -176,7 +177,7 @@ def label_taps(ax, H, K, side):
 
 
 def build_parser():
-    p = Parser.from_doc("plots", __doc__)
+    p = parser("plots", __doc__)
     p.add_argument("--runs", nargs="*", default=[], help="run dirs of scripts/train.py (with train.log)")
     p.add_argument("--labels", nargs="*", help="one label per run (default: the run dirs' names)")
     p.add_argument("--checkpoint", help="a context-gated model for the gate heat maps")
@@ -195,7 +196,7 @@ def main(argv=None):
     if args.labels and len(args.labels) != len(args.runs):
         raise ScriptError(f"--labels has {len(args.labels)} names for {len(args.runs)} runs")
     out = Path(args.out)
-    check_output_dir(out)
+    check_output_dir(out, "--out")
     written = []
     if args.runs:
         labels = args.labels or [Path(r).resolve().name for r in args.runs]

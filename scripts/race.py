@@ -33,12 +33,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from clitools.files import read_json, write_atomic, write_json
 from datadir import layout
 
 from . import pipeline
-from .cli import (PRECISIONS, REPO, Parser, ScriptError, command_line, log, main_guard, nonnegative_int, positive_int,
-                  script_command, versions)
-from .files import read_json, write_atomic, write_json
+from .cli import (REPO, ScriptError, add_precision, command_line, log, main_guard, nonnegative_int, parser,
+                  positive_int, script_command, versions)
 from .race_report import METRICS, gate_stats, report
 from .rundir import UPDATE, check_data_dir, check_split, numbered_checkpoints
 
@@ -146,7 +146,7 @@ def take_lock(out):
 
 
 def build_parser():
-    p = Parser.from_doc("race", __doc__)
+    p = parser("race", __doc__)
     p.add_argument("--data", type=Path, default=REPO / "data-bin" / "multi30k.de-en", help="default: %(default)s")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "race", help="default: %(default)s")
     p.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="default: %(default)s")
@@ -166,9 +166,8 @@ def build_parser():
     p.add_argument("--max-len-b", type=positive_int, help="cap on hypothesis length (fairseq's; default 200)")
     p.add_argument("--pairs", nargs="+", type=parse_pair, metavar="LABEL:BASELINE",
                    help="the seed-paired comparisons (default: each gated model vs the ungated arch of its kind)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="training and decoding precision of every run (default: %(default)s); a model's own "
-                        "--precision flag overrides it for its training")
+    add_precision(p, "training and decoding precision of every run",
+                  "; a model's own --precision flag overrides it for its training")
     p.add_argument("--preset", choices=["small", "tiny"], default="small",
                    help="scripts/train.py preset (default: %(default)s; tiny is for the tests)")
     p.add_argument("--detach", action="store_true", help="run in the background (log: OUT/race.log)")

@@ -6,8 +6,9 @@ import os
 import statistics
 import time
 
-from .cli import command_line, cpu_model, versions
-from .files import write_atomic, write_json
+from clitools.files import write_atomic, write_json
+
+from .cli import BEAM, command_line, cpu_model, versions
 from .plots import collect_gates, plot_curves
 from .rundir import run_curves, training_seconds
 
@@ -220,7 +221,7 @@ def report(models, summaries, args, missing):
             sources.setdefault(split, r.get("split_source"))
     rep = {
         "budget": f"{args.max_update} updates per run ({args.preset} preset of scripts/train.py, one thread, "
-                  f"{args.jobs} runs at a time), average of the last {args.average} update checkpoints, beam 4",
+                  f"{args.jobs} runs at a time), average of the last {args.average} update checkpoints, beam {BEAM}",
         "max_update": args.max_update, "seeds": args.seeds, "splits": args.splits, "split_sources": sources,
         "models": by_model, "pairs": pairs, "gate_stats": mean_gate_stats(summaries), "missing_runs": missing,
         "runs": summaries, "data": str(args.data), "command": command_line(),

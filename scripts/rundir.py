@@ -13,10 +13,10 @@ import re
 import time
 from pathlib import Path
 
+from clitools.files import read_json
 from datadir import layout
 
 from .cli import ScriptError
-from .files import read_json
 
 EPOCH = re.compile(r"^checkpoint(\d+)\.pt$")  # checkpointE.pt, saved at the end of epoch E
 UPDATE = re.compile(r"^checkpoint_\d+_(\d+)\.pt$")  # checkpoint_E_U.pt, saved at update U (--save-interval-updates)

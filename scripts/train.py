@@ -38,9 +38,10 @@ import time
 import zipfile
 from pathlib import Path
 
-from .cli import (PRECISIONS, USER_DIR, Parser, ScriptError, command_line, fairseq_cli, log, main_guard,
-                  nonnegative_int, positive_float, positive_int, precision_flags, run, thread_env, versions)
-from .files import atomic_path, check_output_dir, read_json, write_json
+from clitools.files import atomic_path, check_output_dir, read_json, write_json
+
+from .cli import (USER_DIR, ScriptError, add_precision, command_line, fairseq_cli, log, main_guard, nonnegative_int,
+                  parser, positive_float, positive_int, precision_flags, run, thread_env, versions)
 from .rundir import check_data_dir, check_split
 
 COMMON = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr-scheduler", "inverse_sqrt",
@@ -86,8 +87,10 @@ PRESETS = {
 
 
 def build_parser():
-    p = Parser.from_doc("train", __doc__)
+    p = parser("train", __doc__)
     p.add_argument("--data", required=True, help="fairseq data dir (from data-bin-prep/prepare.py)")
+    # --run-dir, not --out: a run dir is the state of a resumable run (checkpoints/, train.json) that a rerun
+    # continues, not an output written anew (demo.py's --run-dir likewise)
     p.add_argument("--run-dir", required=True, help="where train.log, train.json and checkpoints/ go")
     p.add_argument("--preset", choices=sorted(PRESETS), default="small", help="default: %(default)s")
     p.add_argument("--arch", help="model arch (default: the preset's, cgc_lightconv_small / "
@@ -101,9 +104,7 @@ def build_parser():
     p.add_argument("--max-update", type=positive_int, help="update cap, >= 1 (default: the preset's)")
     p.add_argument("--keep-last", type=positive_int, help="epoch checkpoints to keep, >= 1 (default: the preset's)")
     p.add_argument("--seed", type=nonnegative_int, default=1, help="random seed, >= 0 (default: %(default)s)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="compute precision of the forward passes: bf16 = torch.autocast, fp32 weights and optimizer "
-                        "state (the plugin's translation_autocast task; any arch) (default: %(default)s)")
+    add_precision(p, "training precision", "; fp32 optimizer state too; any arch")
     p.add_argument("--threads", type=positive_int,
                    help="CPU threads for torch (OMP/MKL_NUM_THREADS); default 1 for 'small'/'tiny' (the measured recipe; "
                         "robust when the cores are shared), torch's default for 'paper'")
@@ -211,8 +212,7 @@ class Progress:
 
 @main_guard
 def main(argv=None):
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     manifest = check_data_dir(args.data)
     for split in ("train", "valid"):

@@ -1,15 +1,16 @@
-"""Translate raw text line by line, as fairseq-interactive does, except that a bad line does not end the run: it
-gets a warning and an empty hypothesis, and the lines after it are translated.
+"""Translate raw text line by line as fairseq-interactive does. The flags are fairseq-interactive's, not the other
+scripts': DATA positional (not --data), --path (not --checkpoint), --input, --beam, --lenpen, --max-len-a,
+--max-len-b, --buffer-size, --batch-size (and --precision as in the other scripts). Unlike fairseq-interactive, a
+bad line does not end the run: it gets a warning and an empty hypothesis, and the lines after it are translated.
 
     python -m scripts.translate data-bin/multi30k.de-en --path runs/demo-multi30k-cgc_lightconv_small/average.pt \\
         --beam 4 --buffer-size 64 < input.de > output.txt
     grep ^D- output.txt | cut -f3        # the translations, one line per input line
 
-fairseq-interactive's flags for what it does here (DATA, --path, --input, --beam, --lenpen, --max-len-a,
---max-len-b, --buffer-size, --batch-size; --precision as in the other scripts) and its output: for each input line
-N, in input order, S-N (the source as the model's pieces), H-N (score, hypothesis in pieces), D-N (score,
-detokenized hypothesis) and P-N (the tokens' scores), scores in base 2. The text is tokenized as the data was
-(DATA's manifest.json and spm.model, through cgc_fairseq.hub: no --tokenizer or --bpe flags needed).
+fairseq-interactive's output: for each input line N, in input order, S-N (the source as the model's pieces), H-N
+(score, hypothesis in pieces), D-N (score, detokenized hypothesis) and P-N (the tokens' scores), scores in base 2.
+The text is tokenized as the data was (DATA's manifest.json and spm.model, through cgc_fairseq.hub: no --tokenizer
+or --bpe flags needed).
 Lines are datadir.lines' (UTF-8, split at "\\n"; CR, other line breaks and byte-order marks as that module says).
 A line that is not UTF-8 or holds a NUL gets a warning naming the file and line, and an empty hypothesis (score
 -inf); a line longer than the model's source positions (1024 tokens with EOS) is truncated to them with a warning,
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from datadir import lines
 
-from .cli import (PRECISIONS, Parser, ScriptError, finite_float, main_guard, nonnegative_float, nonnegative_int,
+from .cli import (ScriptError, add_beam, add_precision, main_guard, nonnegative_float, nonnegative_int, parser,
                   positive_int)
 from .rundir import check_data_dir
 
@@ -33,12 +34,14 @@ BASE2 = math.log(2)
 
 
 def build_parser():
-    p = Parser.from_doc("translate", __doc__)
-    p.add_argument("data", help="the data dir the model was trained on (dictionaries, spm.model, manifest.json)")
-    p.add_argument("--path", required=True, help="the checkpoint")
+    p = parser("translate", __doc__)
+    # fairseq-interactive's flags (DATA, --path, --input, ...), not the other scripts' --data and --checkpoint
+    p.add_argument("data", help="the data dir the model was trained on (dictionaries, spm.model, manifest.json); "
+                                "fairseq-interactive's DATA, the other scripts' --data")
+    p.add_argument("--path", required=True, help="the checkpoint (fairseq-interactive's --path, the other scripts' "
+                                                 "--checkpoint)")
     p.add_argument("--input", default="-", help="file to translate, '-' for stdin (default: %(default)s)")
-    p.add_argument("--beam", type=positive_int, default=4, help="beam size, >= 1 (default: %(default)s)")
-    p.add_argument("--lenpen", type=finite_float, default=1.0, help="length penalty, finite (default: %(default)s)")
+    add_beam(p)
     p.add_argument("--max-len-a", type=nonnegative_float,
                    help="hypotheses at most a * source length + b tokens, a >= 0 (default: fairseq's, 0)")
     p.add_argument("--max-len-b", type=nonnegative_int, help="b >= 0 (default: fairseq's, 200)")
@@ -46,8 +49,7 @@ def build_parser():
                    help="lines read before translating them together, >= 1 (default: %(default)s; "
                         "e.g. 64 for a file)")
     p.add_argument("--batch-size", type=positive_int, help="sentences per batch, >= 1 (default: fairseq's)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="decoding precision: bf16 = torch.autocast (default: %(default)s)")
+    add_precision(p, "decoding precision")
     return p
 
 

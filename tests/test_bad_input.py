@@ -12,9 +12,9 @@ import sys
 import pytest
 
 from cgc_fairseq.hub import MosesLowercaseTokenizer
+from clitools.files import write_json
 from datadir import lines
 from scripts import average, evaluate, export, plots, train, translate
-from scripts.files import write_json
 from tests.helpers import REPO
 from tests.reverse_task import BIN
 from tests.run_scripts import check_error, script
@@ -102,12 +102,12 @@ def test_output_paths_checked_first(capsys, synthetic_data, tmp_path):
                        (export.main, ["--checkpoint", afile, "--data", synthetic_data, "--out", afile]),
                        (plots.main, ["--runs", tmp_path, "--out", afile])):
         refused(main, argv, capsys, "output path is a file, expected a directory", str(afile))
-    refused(average.main, ["--inputs", afile, "--out", tmp_path], capsys, "output path is a directory")
+    refused(average.main, ["--checkpoints", afile, "--out", tmp_path], capsys, "output path is a directory")
     assert afile.read_text() == "mine\n"
 
 
 def test_json_is_strict(tmp_path):
-    import common  # data-bin-prep/common.py
+    import common  # data-bin-prep/common.py: clitools' writer under the prep's temporary names
 
     for write in (write_json, common.write_json):
         write(tmp_path / "x.json", {"nan": float("nan"), "inf": [float("inf")], "ok": 1.5})

@@ -1,12 +1,13 @@
 """scripts/: a tiny synthetic run through train -> average -> evaluate -> plots, the hub interface, and the
 one-line errors. One module-scoped fixture trains once on the session's synthetic data dir; everything else reuses it."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from scripts import demo, evaluate, rundir
+from scripts import average, bench, demo, evaluate, export, plots, race, rundir, train, translate
 from scripts.checkpoint import load_checkpoint
 from scripts.cli import ScriptError
 from tests.run_scripts import check_error, script
@@ -14,6 +15,8 @@ from tests.run_scripts import check_error, script
 pytestmark = pytest.mark.slow  # trains or runs the scripts: make test, not make test-fast
 
 SHORT = ("--max-len-a", 0, "--max-len-b", 24)  # a barely trained model may babble to fairseq's 200 tokens
+SCRIPTS = ("train", "average", "evaluate", "plots", "demo", "translate", "race", "bench", "export", "gpu_check",
+           "ddp_cpu")
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,7 @@ def trained(tmp_path_factory, synthetic_data):
     run = root / "run"
     script("train", "--data", data, "--run-dir", run, "--preset", "tiny", "--max-update", 1000, "--max-epoch", 3)
     ckpts = run / "checkpoints"
-    script("average", "--checkpoints", ckpts, "--last", 2, "--out", run / "average.pt")
+    script("average", "--checkpoint-dir", ckpts, "--last", 2, "--out", run / "average.pt")
     script("evaluate", "--checkpoint", run / "average.pt", "--data", data, "--split", "test", "--out",
            run / "eval", "--quiet", *SHORT)
     script("evaluate", "--checkpoint", run / "average.pt", "--data", data, "--split", "test", "--out",
@@ -68,6 +71,8 @@ def test_average_is_the_mean(trained):
 def test_evaluate_results(trained):
     from sacrebleu import corpus_bleu, corpus_chrf
 
+    from datadir.moses import Detokenizer
+
     data, out = trained["data"], trained["run"] / "eval"
     res = json.loads((out / "results.json").read_text())
     for key in ("bleu_tokenized", "sacrebleu", "chrf", "scores", "corpus", "split", "arch", "parameters",
@@ -87,13 +92,18 @@ def test_evaluate_results(trained):
     hyp_detok = (out / "hyp.detok.en").read_text().splitlines()
     ref_tok = (data / "tok" / "test.en").read_text().splitlines()
     ref_raw = (data / "raw" / "test.en").read_text().splitlines()
-    assert len(hyp_tok) == len(hyp_detok) == len(ref_tok) == 30
+    # one hypothesis per test line, none empty; the detokenized file is the tokenized one detokenized
+    assert len(hyp_tok) == len(hyp_detok) == len(ref_tok) == len(ref_raw) == res["sentences"] == 30
+    assert all(h.strip() for h in hyp_tok), hyp_tok
+    detokenize = Detokenizer("en")
+    assert hyp_detok == [detokenize(h) for h in hyp_tok]
+    # every score is sacrebleu's, recomputed here from the written hypotheses and the data dir's references
     assert res["bleu_tokenized"] == round(corpus_bleu(hyp_tok, [ref_tok], tokenize="none").score, 2)
     assert res["sacrebleu"] == round(corpus_bleu(hyp_detok, [ref_raw], lowercase=True).score, 2)
-    chrf = corpus_chrf(hyp_detok, [[r.lower() for r in ref_raw]])
-    assert abs(res["chrf"] - corpus_chrf([h.lower() for h in hyp_detok], [[r.lower() for r in ref_raw]]).score) < 0.01
-    assert chrf.score >= 0
-    assert any(hyp_tok)
+    chrf = corpus_chrf([h.lower() for h in hyp_detok], [[r.lower() for r in ref_raw]]).score
+    assert res["chrf"] == round(chrf, 2)
+    assert [res["scores"][k]["score"] for k in ("bleu_tokenized", "sacrebleu", "chrf")] == [
+        res["bleu_tokenized"], res["sacrebleu"], res["chrf"]]
 
 
 def test_hypotheses_in_input_order(trained):
@@ -170,46 +180,94 @@ def test_errors(trained, tmp_path):
                 "data dir not found", "missing")
     check_error(script("train", "--data", data, "--run-dir", tmp_path / "r", "--arch", "lightconv_huge",
                        check=False), "unknown --arch 'lightconv_huge'")
-    check_error(script("average", "--checkpoints", tmp_path, "--out", tmp_path / "a.pt", check=False),
+    check_error(script("average", "--checkpoint-dir", tmp_path, "--out", tmp_path / "a.pt", check=False),
                 "no checkpointE.pt checkpoints")
+    check_error(script("average", "--checkpoints", tmp_path, "--out", tmp_path / "a.pt", check=False),
+                f"{tmp_path} is a directory", f"--checkpoint-dir {tmp_path}")
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    check_error(script("average", "--inputs", tmp_path / "bad.pt", "--out", tmp_path / "a.pt", check=False),
+    check_error(script("average", "--checkpoints", tmp_path / "bad.pt", "--out", tmp_path / "a.pt", check=False),
                 "bad.pt")
     assert not (tmp_path / "a.pt").exists() and not (tmp_path / "e" / "results.json").exists()
     check_error(script("plots", "--runs", tmp_path, "--out", tmp_path / "p", check=False), "train.log")
     for args, needle in ((["--average", 0], "--average: must be >= 1"), (["--budget-minutes", 0], "must be > 0"),
                          (["--max-len-b", 0], "--max-len-b: must be >= 1"), (["--precision", "fp16"], "--precision")):
-        check_error(script("demo", "--data-bin", data, "--run-dir", tmp_path / "d", *args, check=False), needle)
+        check_error(script("demo", "--data", data, "--run-dir", tmp_path / "d", *args, check=False), needle)
     assert not (tmp_path / "d").exists()
 
 
 def test_help():
-    for name in ("train", "average", "evaluate", "plots", "demo"):
+    for name in SCRIPTS:
         proc = script(name, "--help")
-        assert "usage:" in proc.stdout
+        assert proc.stdout.startswith(f"usage: python -m scripts.{name} ") and "options:" in proc.stdout, name
 
 
-def test_demo_corpus_choice(tmp_path):
+def test_one_vocabulary():
+    """--data a data dir, --checkpoint a checkpoint file (--checkpoints several), --out what a script writes, one
+    --precision and one beam for every decode; translate.py speaks fairseq-interactive's flags, and says so first."""
+    def parse(module, *argv):
+        return vars(module.build_parser().parse_args([str(a) for a in argv]))
+
+    for module in (evaluate, export):
+        args = parse(module, "--checkpoint", "c.pt", "--data", "d", "--out", "o")
+        assert (args["checkpoint"], args["data"], args["out"]) == ("c.pt", "d", "o")
+    assert parse(plots, "--checkpoint", "c.pt", "--data", "d", "--out", "o")["data"] == "d"
+    assert parse(demo, "--data", "d")["data"] == Path("d")
+    assert parse(average, "--checkpoints", "a.pt", "b.pt", "--out", "o")["checkpoints"] == ["a.pt", "b.pt"]
+    assert parse(race, "--seeds", 4, 5, "--splits", "test")["seeds"] == [4, 5]
+    for module, argv in ((demo, ["--data-bin", "d"]), (average, ["--inputs", "a.pt", "--out", "o"])):
+        with pytest.raises(SystemExit):  # the old names are gone
+            parse(module, *argv)
+    defaults = {name: parse(module, *argv)["precision"]
+                for name, module, argv in (("train", train, ["--data", "d", "--run-dir", "r"]), ("demo", demo, []),
+                                           ("race", race, []), ("translate", translate, ["d", "--path", "c.pt"]),
+                                           ("evaluate", evaluate, ["--checkpoint", "c", "--data", "d", "--out", "o"]))}
+    assert set(defaults.values()) == {"fp32"}
+    assert parse(bench, "--data", "d", "--out", "o")["precisions"] == ["fp32"]
+    beams = {parse(evaluate, "--checkpoint", "c", "--data", "d", "--out", "o")["beam"],
+             parse(translate, "d", "--path", "c.pt")["beam"]}
+    assert beams == {4}
+    args = parse(translate, "d", "--path", "c.pt", "--input", "in.de")
+    assert (args["data"], args["path"], args["input"]) == ("d", "c.pt", "in.de")
+    help_text = translate.build_parser().format_help()
+    description = help_text.split("\n\n")[1]  # after the usage: the first thing the help says
+    assert "fairseq-interactive's" in description and "--path (not --checkpoint)" in description
+
+
+def test_demo_corpus_choice(tmp_path, monkeypatch):
+    """The corpus the inputs imply: IWSLT'14 where a full release is found (--iwslt14-raw or the shared copy),
+    else Multi30k; --corpus overrides."""
+    monkeypatch.setattr(demo, "SHARED", tmp_path / "shared")  # no shared copy of the release
     release = tmp_path / "iwslt" / "de-en"
     release.mkdir(parents=True)
     assert demo.find_iwslt14([tmp_path / "iwslt"]) is None
     (release / "train.tags.de-en.de").write_text("x\n")
     (release / "train.tags.de-en.en").write_text("x\n")
     assert demo.find_iwslt14([tmp_path / "iwslt"]) == release
-    args = demo.build_parser().parse_args(["--iwslt14-raw", str(tmp_path / "nothing")])
-    corpus, _, why = demo.choose_corpus(args)
-    assert corpus in ("iwslt14", "multi30k") and why
+    choose = lambda *argv: demo.choose_corpus(demo.build_parser().parse_args([str(a) for a in argv]))  # noqa: E731
+    corpus, raw, why = choose("--iwslt14-raw", tmp_path / "nothing")
+    assert (corpus, raw) == ("multi30k", None) and str(tmp_path / "nothing") in why
+    corpus, raw, why = choose("--iwslt14-raw", tmp_path / "iwslt")
+    assert (corpus, raw) == ("iwslt14", release) and str(release) in why
+    assert choose("--iwslt14-raw", tmp_path / "iwslt", "--corpus", "multi30k")[:2] == ("multi30k", None)
+    corpus, raw, why = choose("--iwslt14-raw", tmp_path / "nothing", "--corpus", "iwslt14")
+    assert (corpus, raw) == ("iwslt14", tmp_path / "nothing") and "may download" in why
+    shared = tmp_path / "shared2"
+    shutil.copytree(tmp_path / "iwslt", shared / "iwslt14-de-en")
+    monkeypatch.setattr(demo, "SHARED", shared)  # the release as the shared copy
+    assert choose()[:2] == ("iwslt14", shared / "iwslt14-de-en" / "de-en")
 
 
 def test_demo_end_to_end_and_rerun_reuses(trained, tmp_path):
     """scripts/demo.py on the synthetic data dir (tiny preset): summary, results and PNGs; a rerun reuses every
     finished step."""
-    args = ("--data-bin", trained["data"], "--run-dir", tmp_path / "demo", "--preset", "tiny", "--budget-minutes",
+    args = ("--data", trained["data"], "--run-dir", tmp_path / "demo", "--preset", "tiny", "--budget-minutes",
             0.4, "--average", 2, "--max-len-b", 24)
     first = script("demo", *args)
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert "synthetic" in first.stdout and "tokenized BLEU" in first.stdout and "sacreBLEU" in first.stdout
-    assert summary["average"]["bleu_tokenized"] is not None and summary["last"]["sacrebleu"] is not None
+    for name in ("average", "last"):  # the scores of the results.json files it names
+        results = json.loads(Path(summary["results_json"][name]).read_text())
+        assert summary[name] == {k: results[k] for k in ("bleu_tokenized", "sacrebleu", "chrf")}, name
     for path in (*summary["results_json"].values(), *summary["pngs"]):
         assert Path(path).is_file(), path
     assert {Path(p).name for p in summary["pngs"]} == {"curves.png", "gates_encoder.png", "gates_decoder.png"}
@@ -239,10 +297,20 @@ def test_bf16_through_train_evaluate_and_the_hub(trained, tmp_path):
            "--out", run / "eval", "--quiet", "--precision", "bf16", *SHORT)
     results = json.loads((run / "eval" / "results.json").read_text())
     assert results["options"]["precision"] == "bf16" and "translation_autocast" in results["fairseq_command"]
-    assert results["sentences"] > 0 and results["bleu_tokenized"] is not None
+    from sacrebleu import corpus_bleu
+
+    hyps = (run / "eval" / "hyp.tok.en").read_text().splitlines()
+    refs = (data / "tok" / "test.en").read_text().splitlines()
+    assert results["sentences"] == len(hyps) == len(refs) == 30
+    assert results["bleu_tokenized"] == round(corpus_bleu(hyps, [refs], tokenize="none").score, 2)
     hub = from_pretrained(trained["run"], "average.pt", data, precision="bf16")
-    assert isinstance(hub.translate("Ein Mann fährt Fahrrad."), str)
-    assert "forward" in vars(hub.models[0].decoder.output_projection)  # fp32_logits: the logits in fp32
+    sentences = ["Ein Mann fährt Fahrrad.", "Der Hund läuft!"]
+    out = hub.translate(sentences)
+    assert len(out) == 2 and all(isinstance(s, str) and s.strip() for s in out)
+    projection = hub.models[0].decoder.output_projection
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the vocabulary logits stay fp32 under bf16 autocast
+        logits = projection(torch.randn(3, projection.in_features))
+    assert logits.dtype == torch.float32
     with pytest.raises(ValueError, match="precision must be one of"):
         from_pretrained(trained["run"], "average.pt", data, precision="fp16")
     check_error(script("train", "--data", data, "--run-dir", tmp_path / "r", "--precision", "fp16", check=False),
