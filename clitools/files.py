@@ -1,14 +1,17 @@
 """A command's files: output paths checked before any work is done, every output written under a temporary name
 and renamed when complete (nothing looks finished before it is; a failure removes it, or keeps it as NAME.failed),
+a write that fails -- a full disk, a read-only or forbidden folder -- one `cannot write PATH: reason` (writing()),
 text read as datadir.lines defines a line (plain, .gz or .xz), and JSON: written strict (no NaN or Infinity), read
 with a one-line error. Every error is a UserError."""
 from __future__ import annotations
 
+import errno
 import gzip
+import hashlib
 import json
 import lzma
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from datadir import lines, values
@@ -16,6 +19,10 @@ from datadir import lines, values
 from .command import UserError
 
 KEEP_SUFFIX = (".png", ".pt2")  # the writer (matplotlib, torch.export) goes by the suffix: STEM.tmp.SUFFIX
+# what writing data meets (write() and close() name no file): a full disk or quota, a too large file, a failing device
+DATA_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+# and what making, opening or renaming the file meets (naming it): a read-only or forbidden folder, a too long name
+WRITE_ERRNOS = DATA_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG, errno.EMLINK, errno.ETXTBSY}
 
 
 def _named(what, message):
@@ -60,22 +67,43 @@ def failed_path(path):
 
 
 @contextmanager
+def writing(path, *also):
+    """Turn an OSError of writing `path` into the UserError `cannot write PATH: reason`: one of WRITE_ERRNOS (ENOSPC,
+    EROFS, EACCES, ...) naming `path` or one of `also` (its temporary names), or one of DATA_ERRNOS naming no file
+    (a write() on a full disk). Any other OSError (reading an input in the block) passes through as it is."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            ours = e.errno in DATA_ERRNOS
+        else:
+            ours = e.errno in WRITE_ERRNOS and isinstance(e.filename, (str, bytes, os.PathLike)) and \
+                Path(os.fsdecode(e.filename)) in {Path(p) for p in (path, *also)}
+        if ours:
+            raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+        raise
+
+
+@contextmanager
 def atomic_path(path, keep_failed=False, tmp_name=tmp_name):
     """Yield a temporary name next to `path` (tmp_name(path)), its folder created; rename it onto `path` when the
-    block succeeds, remove it when the block fails (keep_failed: rename it to failed_path(path), for inspection)."""
+    block succeeds, remove it when the block fails (keep_failed: rename it to failed_path(path), for inspection).
+    A write that fails is writing()'s one-line UserError."""
     path = Path(path)
     ensure_dir(path.parent)
     if path.is_dir():
         raise UserError(f"output path is a directory, expected a file: {path}")
     tmp = tmp_name(path)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with writing(path, tmp):
+            yield tmp
+            os.replace(tmp, path)
     except BaseException:
-        if keep_failed and tmp.exists():
-            os.replace(tmp, failed_path(path))
-        else:
-            tmp.unlink(missing_ok=True)
+        with suppress(OSError):  # the error that stopped the block is the one to report
+            if keep_failed and tmp.exists():
+                os.replace(tmp, failed_path(path))
+            else:
+                tmp.unlink(missing_ok=True)
         raise
     if keep_failed:
         failed_path(path).unlink(missing_ok=True)  # an earlier failure's, now out of date
@@ -132,3 +160,12 @@ def read_lines(path):
         return lines.decode(read_bytes(path), path)
     except lines.TextError as e:
         raise UserError(str(e)) from None
+
+
+def sha256_file(path):
+    """The sha256 of a file's bytes, read a MiB at a time (what a manifest or a result records of its inputs)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -9,7 +9,6 @@ preparation is usable on its own (it shares only ``datadir`` and ``clitools`` wi
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -59,14 +58,6 @@ def read_input(path: Path) -> list[str]:
     return lines
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------
 # Writing: clitools.files' atomic writes under the prep's temporary names, .NAME.tmpPID (hidden, this run's own;
 # outdir.remove_stale_tmp removes a killed run's)
@@ -97,8 +88,9 @@ def write_json(path: Path, obj) -> None:
 
 
 # --------------------------------------------------------------------------
-# Steps: a step is finished when its stamp exists, its key matches and all its
-# outputs exist. The stamp is written last, after every output was renamed.
+# Steps: a step is finished when its stamp exists, its key matches and its outputs are what it recorded (their
+# sha256, checked before skipping: a 0-byte file a full disk left, or a file changed since, runs the step again).
+# The stamp is written last, after every output was renamed.
 # --------------------------------------------------------------------------
 
 
@@ -112,37 +104,48 @@ class Steps:
     def _stamp(self, name: str) -> Path:
         return self.out / STAMP_DIR / f"{name}.json"
 
+    def _hashes(self, outputs: Sequence[Path]) -> dict[str, str] | None:
+        """{output (relative to OUT): its sha256}; None when an output is missing."""
+        if not all(Path(p).is_file() for p in outputs):
+            return None
+        return {str(Path(p).relative_to(self.out) if Path(p).is_relative_to(self.out) else p): files.sha256_file(p)
+                for p in outputs}
+
     def done(self, name: str, key: dict, outputs: Sequence[Path]) -> bool:
         if self.force:
             return False
-        stamp = self._stamp(name)
-        if not stamp.is_file() or not all(Path(p).is_file() for p in outputs):
-            return False
         try:
-            return json.loads(stamp.read_text(encoding="utf-8")).get("key") == _jsonable(key)
+            stamp = json.loads(self._stamp(name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return False
+        if not isinstance(stamp, dict) or stamp.get("key") != _jsonable(key):
+            return False
+        current = self._hashes(outputs)
+        if current is None:
+            return False
+        if "outputs" not in stamp:  # a stamp of an older prep: non-empty outputs are all it can check
+            return all(Path(p).stat().st_size > 0 for p in outputs)
+        return stamp["outputs"] == current
 
     def run(self, name: str, key: dict, outputs: Sequence[Path], fn: Callable[[], object]):
         """Run ``fn`` unless the step is finished; return whether it ran. A dict ``fn`` returns is kept in the
-        stamp (``result``)."""
+        stamp (``result``), with the sha256 of the outputs."""
         if self.done(name, key, outputs):
             log(f"[skip] {name}: already done (use --force to redo)")
             self.skipped.append(name)
             return False
         stamp = self._stamp(name)
-        if stamp.exists():
-            stamp.unlink()  # outputs are about to change
+        with files.writing(stamp):
+            stamp.unlink(missing_ok=True)  # outputs are about to change
         log(f"[step] {name}")
         result = fn()
-        missing = [str(p) for p in outputs if not Path(p).is_file()]
-        if missing:  # a bug in this code, not a user error
-            raise RuntimeError(f"step {name} did not produce {missing}")
-        write_json(stamp, {"key": _jsonable(key), "finished": now(),
+        recorded = self._hashes(outputs)
+        if recorded is None:  # a bug in this code, not a user error
+            raise RuntimeError(f"step {name} did not produce {[str(p) for p in outputs if not Path(p).is_file()]}")
+        write_json(stamp, {"key": _jsonable(key), "outputs": recorded, "finished": now(),
                            **({"result": result} if isinstance(result, dict) else {})})
         self.ran.append(name)
         return True
-
 
     def result(self, name: str) -> dict:
         """What a finished step's function returned ({} when nothing, or not finished)."""

@@ -21,7 +21,7 @@ from typing import Sequence
 import common
 import outdir
 import text
-from clitools.files import read_lines
+from clitools.files import read_lines, sha256_file
 from common import PrepError, Steps, log, write_lines
 from datadir import layout, values
 from datadir.layout import LANGS
@@ -45,11 +45,11 @@ def paths(out: Path, kind: str, splits, langs=LANGS) -> list[Path]:
 
 
 def hash_inputs(files: dict[str, Path]) -> dict[str, dict]:
-    return {name: {"path": str(p), "sha256": common.sha256_file(p)} for name, p in sorted(files.items())}
+    return {name: {"path": str(p), "sha256": sha256_file(p)} for name, p in sorted(files.items())}
 
 
 def hashes(files) -> dict[str, str]:
-    return {str(p): common.sha256_file(p) for p in files}
+    return {str(p): sha256_file(p) for p in files}
 
 
 def tokenize_pair(lines: dict[str, list[str]], settings: dict, workers: int, what: str):
@@ -82,7 +82,9 @@ def train_spm(inputs: Sequence[Path], out_dir: Path, vocab_size: int, threads: i
         if not has_text(read_lines(p)):
             raise PrepError(f"{p}: no training text (every training pair was empty or cleaned away)")
     tmpdir = outdir.run_tmp_dir(out_dir, "spm")
-    inputs = ",".join(str(Path(p).resolve()) for p in inputs)
+    # sentencepiece splits its input on commas: the inputs relative to its folder (../tok/train.de), free of OUT's
+    # name, so that an OUT with a comma is read right (and the model records the same paths wherever OUT is)
+    inputs = ",".join(relative_to(p, tmpdir) for p in inputs)
     try:
         options = dict(SPM_DEFAULTS, vocab_size=int(vocab_size), num_threads=int(threads))
         # from inside this run's own folder, so the model records the same prefix ("spm") whichever run made it
@@ -91,11 +93,36 @@ def train_spm(inputs: Sequence[Path], out_dir: Path, vocab_size: int, threads: i
                 spm.SentencePieceTrainer.train(input=inputs, model_prefix="spm", minloglevel=2, **options)
         except (RuntimeError, OSError) as e:
             raise PrepError(f"sentencepiece training failed: {str(e).splitlines()[0]}") from None
-        for name in (layout.SPM_VOCAB, layout.SPM_MODEL):  # model last: it is what "done" looks for
-            os.replace(tmpdir / name, out_dir / name)
+        check_spm_model(tmpdir / layout.SPM_MODEL, out_dir / layout.SPM_MODEL)
+        for name in (layout.SPM_VOCAB, layout.SPM_MODEL):
+            outdir.move_in(tmpdir / name, out_dir / name)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return options
+
+
+def relative_to(path: Path, folder: Path) -> str:
+    """path as seen from folder (a run's scratch folder in OUT, where a tool runs): ../tok/train.de; a PrepError for
+    a comma even there (a tok/ linked to a folder with a comma), which the tools would split the path at."""
+    relative = os.path.relpath(Path(path).resolve(), Path(folder).resolve())
+    if "," in relative:
+        raise PrepError(f"{path}: a comma in its path, where sentencepiece and fairseq-preprocess split paths")
+    return relative
+
+
+def check_spm_model(model: Path, final: Path) -> None:
+    """A PrepError naming the model's final path unless sentencepiece's model loads: on a full disk sentencepiece
+    writes an empty or cut model and says nothing."""
+    import sentencepiece as spm
+
+    size = model.stat().st_size if model.is_file() else 0
+    try:
+        if size == 0:
+            raise RuntimeError("empty")
+        spm.SentencePieceProcessor(model_file=str(model))
+    except (RuntimeError, OSError):
+        raise PrepError(f"cannot write {final}: sentencepiece wrote an incomplete model ({size} bytes; is the disk "
+                        f"full?)") from None
 
 
 def spm_encode_file(model: Path, src: Path, dst: Path, threads: int) -> list[int]:
@@ -123,9 +150,10 @@ def fairseq_preprocess(out: Path, trainpref: Path, validpref: Path, testprefs: S
     """
     tmpdir = outdir.run_tmp_dir(out, "bin")
     # run inside this run's own folder with --destdir ., so preprocess.log is the same whichever run made it
+    # the prefixes relative to that folder, as for sentencepiece: fairseq splits --testpref on commas
     cmd = [sys.executable, "-m", "fairseq_cli.preprocess", "--source-lang", layout.SRC, "--target-lang", layout.TGT,
-           "--trainpref", str(Path(trainpref).resolve()), "--validpref", str(Path(validpref).resolve()),
-           "--testpref", ",".join(str(Path(p).resolve()) for p in testprefs), "--destdir", ".",
+           "--trainpref", relative_to(trainpref, tmpdir), "--validpref", relative_to(validpref, tmpdir),
+           "--testpref", ",".join(relative_to(p, tmpdir) for p in testprefs), "--destdir", ".",
            "--joined-dictionary", "--workers", str(max(1, int(workers)))]
     try:
         log("  $ " + " ".join(cmd[2:]))
@@ -138,7 +166,7 @@ def fairseq_preprocess(out: Path, trainpref: Path, validpref: Path, testprefs: S
         moved = []
         # dictionaries last: binaries + dicts are only "done" with the stamp anyway
         for p in sorted(produced, key=lambda p: p.name.startswith("dict.")):
-            os.replace(p, out / p.name)
+            outdir.move_in(p, out / p.name)
             moved.append(out / p.name)
         return moved
     finally:
@@ -162,7 +190,7 @@ def finish(args, out: Path, steps: Steps, splits: list[str]) -> None:
                for src, dst in tqdm(list(zip(tok_files, spm_files)), desc="spm encode", leave=False)}
         return {"truncated": {name: lines for name, lines in cut.items() if lines}}  # kept in the step's stamp
 
-    steps.run("encode", {"model": common.sha256_file(spm_model), "inputs": hashes(tok_files)}, spm_files, do_encode)
+    steps.run("encode", {"model": sha256_file(spm_model), "inputs": hashes(tok_files)}, spm_files, do_encode)
 
     tests = [s for s in splits if s.startswith("test")]
     bin_files = [layout.binary_file(out, s, l, ext) for s in splits for l in LANGS for ext in ("bin", "idx")]
@@ -202,7 +230,7 @@ def write_manifest(args, out: Path, tokenizer: dict, split_sources: dict, inputs
             row[f"spm.{l}"] = common.count_tokens(sp) if sp.is_file() else "-"
         rows.append(row)
     outputs = {
-        str(p.relative_to(out)): common.sha256_file(p)
+        str(p.relative_to(out)): sha256_file(p)
         for p in sorted(out.rglob("*"))
         if p.is_file() and p.name != layout.MANIFEST
         and not any(part.startswith(".") for part in p.relative_to(out).parts)

@@ -8,9 +8,11 @@
 Output (DIR): fairseq-preprocess binaries + dict.{de,en}.txt, spm.model/.vocab,
 tok/{split}.{de,en} (tokenized lowercased text), raw/{split}.{de,en} (untouched
 cased eval references), spm/{split}.{de,en} (pieces), manifest.json.
-Finished steps are skipped unless --force; every file is written under a
-temporary name and renamed when complete. A run holds a lock on DIR
-(DIR/.prep.lock): a second run on the same DIR is refused while it runs.
+Finished steps are skipped unless --force (a step is finished while its
+outputs are what its stamp recorded); every file is written under a
+temporary name and renamed when complete. DIR must be new, empty, a data dir
+or a prep run's. A run holds a lock on DIR (DIR/.prep.lock): a second run on
+the same DIR is refused while it runs.
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ def main(argv=None) -> int:
 
     tqdm.monitor_interval = 0  # no tqdm monitor thread: tokenization forks worker processes
     ensure_dir(args.out)
+    outdir.check_out(args.out)  # empty, a data dir or a prep run's: not a folder of something else
     with outdir.locked(args.out):
-        outdir.remove_stale_tmp(args.out)
+        outdir.start(args.out)
         manifest = CORPORA[args.corpus].prepare(args)
     pipeline.print_summary(manifest)
     return 0

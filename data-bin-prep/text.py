@@ -4,6 +4,7 @@ recipe's TOKENIZER settings (the one implementation, shared with cgc_fairseq.hub
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 from typing import Sequence
 
 from datadir.moses import Tokenizer
@@ -13,7 +14,11 @@ _worker_tokenizer: Tokenizer | None = None
 
 
 def _init_worker(lang: str, settings: dict) -> None:
+    """A forked worker: SIGTERM (how the pool ends its workers) ends it, not the handler of clitools' guard that it
+    inherits (a Terminated traceback per worker); Ctrl-C is the main process's to handle."""
     global _worker_tokenizer
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_tokenizer = Tokenizer(lang, settings)
 
 

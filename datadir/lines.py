@@ -3,12 +3,13 @@ scripts/evaluate.py and scripts/plots.py read, scripts/translate.py's input, the
 tokenizer of fairseq's own tools.
 
 A text is UTF-8: other bytes are refused, naming the file and the line. A line ends at "\\n", and "\\r\\n" ends it
-too. Inside a line, every other character that some reader takes for a line break -- CR, VT, FF, FS, GS, RS, NEL,
-U+2028, U+2029: Python's str.splitlines breaks at all of them, fairseq's text-mode readers at CR -- becomes a space,
-so every reader downstream sees the same lines (and the raw references and the tokenized files agree line for
-line). A byte-order mark (U+FEFF) is dropped wherever it is. A NUL is refused: a file with NULs is binary or UTF-16,
-not UTF-8 text. For the hub a str is one line: one "\\n" (or "\\r\\n") at its end ends it, a "\\n" inside it is
-refused (one sentence per str).
+too. A text with CRs and no "\\n" at all has old-Mac line ends: there "\\r" ends a line (line_end; a corpus file
+of one line with CRs inside it is far less likely than a CR-terminated one). Inside a line, every other character
+that some reader takes for a line break -- CR, VT, FF, FS, GS, RS, NEL, U+2028, U+2029: Python's str.splitlines
+breaks at all of them, fairseq's text-mode readers at CR -- becomes a space, so every reader downstream sees the
+same lines (and the raw references and the tokenized files agree line for line). A byte-order mark (U+FEFF) is
+dropped wherever it is. A NUL is refused: a file with NULs is binary or UTF-16, not UTF-8 text. For the hub a str
+is one line: one "\\n" (or "\\r\\n") at its end ends it, a "\\n" inside it is refused (one sentence per str).
 """
 import re
 from pathlib import Path
@@ -44,9 +45,16 @@ def decode_line(raw, where):
     return normalise(text, where)
 
 
+def line_end(data):
+    """The line end of a file's bytes: b"\\n", or b"\\r" when it has CRs and no "\\n" (old Mac line ends)."""
+    return b"\r" if b"\r" in data and b"\n" not in data else b"\n"
+
+
 def decode(data, name):
-    """A file's bytes -> its lines (a final "\\n" ends the last line, it starts no other); TextError naming the file
-    and the line."""
+    """A file's bytes -> its lines (a final line end ends the last line, it starts no other; line_end says which);
+    TextError naming the file and the line."""
+    if line_end(data) == b"\r":
+        data = data.replace(b"\r", b"\n")  # a CR is never part of a multi-byte UTF-8 character
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

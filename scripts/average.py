@@ -13,6 +13,9 @@ written under a temporary name and renamed when complete.
 """
 from __future__ import annotations
 
+if not __package__:  # run as a file: the relative imports below need the package
+    raise SystemExit("error: run it as a module from the repo root: python -m scripts.average --help")
+
 import sys
 from pathlib import Path
 
@@ -72,17 +75,31 @@ def average_states(paths):
 
 
 def save(state, out):
+    """torch.save through a Python file, so that a full disk or a read-only folder is an OSError that atomic_path
+    names (torch.save(state, path) raises a RuntimeError of its C++ writer instead)."""
     import torch
 
-    with atomic_path(out) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
+
+
+def check_once(paths):
+    """ScriptError when --checkpoints names a file twice (under one name or two, e.g. a link): it would count
+    twice in the average."""
+    seen = {}  # (device, inode) -> the first name given
+    for p in paths:
+        st = p.stat()
+        first = seen.setdefault((st.st_dev, st.st_ino), p)
+        if first is not p:
+            twice = str(p) if str(p) == str(first) else f"{p} (the same file as {first})"
+            raise ScriptError(f"--checkpoints: {twice} is given twice; give each checkpoint once")
 
 
 def build_parser():
     p = parser("average", __doc__)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint-dir", help="a save dir: average its last --last epoch checkpoints")
-    src.add_argument("--checkpoints", nargs="+", help="the checkpoint files to average")
+    src.add_argument("--checkpoints", nargs="+", help="the checkpoint files to average, each once")
     p.add_argument("--last", type=positive_int, default=5, help="how many of the newest checkpoints (default: %(default)s)")
     p.add_argument("--update-checkpoints", action="store_true",
                    help="with --checkpoint-dir: use checkpoint_E_U.pt (--save-interval-updates) instead of "
@@ -103,6 +120,7 @@ def main(argv=None):
                               f"checkpoints: --checkpoint-dir {p})")
         if not p.is_file():
             raise ScriptError(f"checkpoint not found: {p}")
+    check_once(paths)
     log(f"averaging {len(paths)} checkpoints: {', '.join(p.name for p in paths)}")
     state = average_states(paths)
     save(state, args.out)

@@ -15,6 +15,9 @@ gates_decoder.png  the same for the decoder, over time: one row per target posit
 """
 from __future__ import annotations
 
+if not __package__:  # run as a file: the relative imports below need the package
+    raise SystemExit("error: run it as a module from the repo root: python -m scripts.plots --help")
+
 import sys
 from pathlib import Path
 
@@ -176,6 +179,16 @@ def label_taps(ax, H, K, side):
     ax.set_xlabel(f"{H} heads | taps -{K - 1}..0")
 
 
+def curves_of(run):
+    """run_curves(run), a ScriptError naming its train.log when the log has no record to plot (no train_inner or
+    valid line: a run that has not logged yet, or not fairseq's --log-format json)."""
+    curves = run_curves(run)
+    if not curves["train"] and not curves["valid"]:
+        raise ScriptError(f"{Path(run) / 'train.log'}: no training records (no train_inner or valid line of "
+                          f"fairseq's --log-format json): nothing to plot")
+    return curves
+
+
 def build_parser():
     p = parser("plots", __doc__)
     p.add_argument("--runs", nargs="*", default=[], help="run dirs of scripts/train.py (with train.log)")
@@ -200,7 +213,7 @@ def main(argv=None):
     written = []
     if args.runs:
         labels = args.labels or [Path(r).resolve().name for r in args.runs]
-        plot_curves([(label, run_curves(r), None) for label, r in zip(labels, args.runs)], out / "curves.png")
+        plot_curves([(label, curves_of(r), None) for label, r in zip(labels, args.runs)], out / "curves.png")
         written.append(out / "curves.png")
     if args.checkpoint:
         if not args.data:

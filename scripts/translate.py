@@ -14,23 +14,31 @@ or --bpe flags needed).
 Lines are datadir.lines' (UTF-8, split at "\\n"; CR, other line breaks and byte-order marks as that module says).
 A line that is not UTF-8 or holds a NUL gets a warning naming the file and line, and an empty hypothesis (score
 -inf); a line longer than the model's source positions (1024 tokens with EOS) is truncated to them with a warning,
-as everywhere in this project. Warnings go to stderr, the output to stdout.
+as everywhere in this project. Warnings go to stderr, the output to stdout. --input takes any readable path (a
+file, /dev/stdin, a named pipe); a closed stdin or stdout (`<&-`, `>&-`) is an error before the model is loaded;
+a reader that stops reading (`| head -1`) ends the run quietly with status 141, as it ends Unix tools (SIGPIPE).
 """
 from __future__ import annotations
 
+if not __package__:  # run as a file: the relative imports below need the package
+    raise SystemExit("error: run it as a module from the repo root: python -m scripts.translate --help")
+
 import logging
 import math
+import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from datadir import lines
 
-from .cli import (ScriptError, add_beam, add_precision, main_guard, nonnegative_float, nonnegative_int, parser,
-                  positive_int)
+from .cli import (ScriptError, add_beam, add_precision, add_threads, main_guard, nonnegative_float, nonnegative_int,
+                  parser, positive_int)
 from .rundir import check_data_dir
 
 logger = logging.getLogger("scripts.translate")
 BASE2 = math.log(2)
+SIGPIPE_STATUS = 141  # 128 + SIGPIPE: what a shell reports for a tool that its reader stopped
 
 
 def build_parser():
@@ -50,13 +58,52 @@ def build_parser():
                         "e.g. 64 for a file)")
     p.add_argument("--batch-size", type=positive_int, help="sentences per batch, >= 1 (default: fairseq's)")
     add_precision(p, "decoding precision")
+    add_threads(p)
     return p
+
+
+def open_input(name):
+    """(the binary stream of --input, its name in warnings): stdin for '-', else any readable path (a file,
+    /dev/stdin, a named pipe); a ScriptError for a closed stdin, a missing path, a directory or an unreadable file.
+    A closed stdout is an error here too, before the model is loaded."""
+    if sys.stdout is None:
+        raise ScriptError("standard output is closed (`>&-`): the translations are written to it")
+    if name == "-":
+        if sys.stdin is None:
+            raise ScriptError("standard input is closed (`<&-`): give the text on stdin or with --input FILE")
+        return nullcontext(sys.stdin.buffer), "<stdin>"
+    if Path(name).is_dir():
+        raise ScriptError(f"--input is a directory, expected a file: {name}")
+    if not Path(name).exists():
+        raise ScriptError(f"input file not found: {name}")
+    try:
+        return open(name, "rb"), name
+    except OSError as e:
+        raise ScriptError(f"cannot read {name}: {e.strerror or e}") from None
+
+
+def raw_lines(stream, name):
+    """The lines of a binary stream as they come, ended as datadir.lines ends them (a first line without "\\n" is
+    the whole input: with CRs, old-Mac line ends); a ScriptError when reading fails (EIO, EISDIR, ...)."""
+    lines_in, first = iter(stream), True
+    while True:
+        try:
+            raw = next(lines_in, None)
+        except OSError as e:
+            raise ScriptError(f"cannot read {name}: {e.strerror or e}") from None
+        if raw is None:
+            return
+        if first and lines.line_end(raw) == b"\r":
+            yield from raw.removesuffix(b"\r").split(b"\r")
+            return
+        first = False
+        yield raw
 
 
 def numbered_lines(stream, name):
     """(line number, its text or None for a bad line) of a binary stream, read as lines come; a warning for each
     bad line."""
-    for number, raw in enumerate(stream, 1):
+    for number, raw in enumerate(raw_lines(stream, name), 1):
         try:
             yield number, lines.decode_line(raw.removesuffix(b"\n"), f"{name} line {number}")
         except lines.TextError as e:
@@ -95,28 +142,34 @@ def translate(hub, stream, name, buffer_size):
             print_translation(number - 1, hub, source, next(hypos)[0] if source is not None else None)
 
 
+def load_hub(args):
+    """The model through cgc_fairseq.hub; its ValueError (an empty, truncated or non-fairseq checkpoint, another
+    data dir's, a bad option) a ScriptError."""
+    from cgc_fairseq.hub import from_pretrained
+
+    options = {k: v for k, v in (("max_len_a", args.max_len_a), ("max_len_b", args.max_len_b),
+                                 ("batch_size", args.batch_size)) if v is not None}
+    try:
+        return from_pretrained(args.path, data=args.data, beam=args.beam, lenpen=args.lenpen,
+                               precision=args.precision, threads=args.threads, **options)
+    except (ValueError, FileNotFoundError) as e:
+        raise ScriptError(str(e))
+
+
 @main_guard
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_data_dir(args.data)
     if not Path(args.path).is_file():
         raise ScriptError(f"checkpoint not found: {args.path}")
-    if args.input != "-" and not Path(args.input).is_file():
-        raise ScriptError(f"input file not found: {args.input}")
-    from cgc_fairseq.hub import from_pretrained
-
-    options = {k: v for k, v in (("max_len_a", args.max_len_a), ("max_len_b", args.max_len_b),
-                                 ("batch_size", args.batch_size)) if v is not None}
-    try:
-        hub = from_pretrained(args.path, data=args.data, beam=args.beam, lenpen=args.lenpen,
-                              precision=args.precision, **options)
-    except (ValueError, FileNotFoundError) as e:
-        raise ScriptError(str(e))
-    if args.input == "-":
-        translate(hub, sys.stdin.buffer, "<stdin>", args.buffer_size)
-    else:
-        with open(args.input, "rb") as stream:
-            translate(hub, stream, args.input, args.buffer_size)
+    stream, name = open_input(args.input)
+    with stream as lines_in:
+        hub = load_hub(args)
+        try:
+            translate(hub, lines_in, name, args.buffer_size)
+        except BrokenPipeError:  # the reader stopped reading (`| head -1`): end quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's last flush goes nowhere
+            return SIGPIPE_STATUS
     return 0
 
 

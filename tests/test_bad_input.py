@@ -246,3 +246,51 @@ def test_lines_definition():
     with pytest.raises(lines.TextError, match="^x line 3: a NUL character"):
         lines.decode(b"ok\n\nno\x00\n", "x")
     assert lines.one_line("Hallo\r\n", "s") == "Hallo"
+
+
+def test_translate_refusals_are_one_line(synthetic_data, tmp_path):
+    """An empty, truncated or non-fairseq checkpoint: one error line each (the hub's ValueError)."""
+    import torch
+
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(1000)}, other)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(other.read_bytes()[:2000])
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    for checkpoint in (empty, truncated, other):
+        check_error(script("translate", synthetic_data, "--path", checkpoint, input="Ein Mann.\n", check=False),
+                    str(checkpoint))
+
+
+def test_translate_closed_stdin_or_stdout(model, synthetic_data):
+    """`<&-` / `>&-`: one error line, before the model is loaded."""
+    for redirect, words in (("<&-", "standard input is closed"), (">&-", "standard output is closed")):
+        closed = subprocess.run(["bash", "-c", f'exec "$0" -m scripts.translate "$@" {redirect}', sys.executable,
+                                 synthetic_data, "--path", model], capture_output=True, text=True, cwd=REPO)
+        check_error(closed, words)
+
+
+def test_translate_input_a_device_and_a_reader_that_stops(model, synthetic_data):
+    """--input /dev/stdin is a readable file though not a regular one, its CR line ends line ends; `| head -1` (the
+    reader closes the pipe) ends the run quietly, as Unix tools do."""
+    # a lone surrogate (not UTF-8) on line 2, old-Mac line ends (CR)
+    text = b"Ein Mann.\r" + "\ud800".encode("utf-8", "surrogatepass") + b"\rEin Hund.\r"
+    proc = subprocess.run([sys.executable, "-m", "scripts.translate", synthetic_data, "--path", model, "--input",
+                           "/dev/stdin", *map(str, SHORT)], input=text, capture_output=True, cwd=REPO)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0 and "Traceback" not in err, err[-2000:]
+    assert "/dev/stdin line 2: not UTF-8 (byte 0xed): an empty hypothesis in its place" in err
+    assert [line.split("\t")[0] for line in proc.stdout.decode().splitlines() if line.startswith("D-")] == \
+        ["D-0", "D-1", "D-2"]
+    head = subprocess.Popen([sys.executable, "-m", "scripts.translate", synthetic_data, "--path", model,
+                             *map(str, SHORT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=REPO)
+    head.stdin.write(b"Ein Mann.\n")
+    head.stdin.flush()
+    assert head.stdout.readline().startswith(b"S-0\t")
+    head.stdout.close()  # what `| head -1` does after its line
+    head.stdin.write(b"Ein Hund.\n" * 3)
+    head.stdin.close()
+    err = head.stderr.read().decode()
+    assert head.wait(timeout=300) in (0, 141) and "Traceback" not in err and "Exception" not in err, err[-2000:]

@@ -189,3 +189,65 @@ def test_step_not_done_without_stamp(tmp_path):
     assert steps.run("a", {"k": 2}, [out_file], fn) is True
     assert common.Steps(tmp_path, force=True).run("a", {"k": 2}, [out_file], fn) is True
     assert len(calls) == 4
+
+
+def test_step_reruns_when_an_output_was_emptied_or_changed(tmp_path):
+    """A step is done only while its outputs are what it recorded (sha256 in its stamp): a full disk's 0-byte file,
+    or a file changed since, makes it run again. A stamp of an older prep (no outputs recorded) counts for non-empty
+    outputs only."""
+    steps, out_file, calls = common.Steps(tmp_path), tmp_path / "spm.model", []
+    fn = lambda: (calls.append(1), common.write_lines(out_file, ["model"]))  # noqa: E731
+    assert steps.run("spm", {"k": 1}, [out_file], fn) is True
+    assert steps.run("spm", {"k": 1}, [out_file], fn) is False
+    out_file.write_bytes(b"")  # what a full disk left
+    assert steps.run("spm", {"k": 1}, [out_file], fn) is True and out_file.read_text() == "model\n"
+    out_file.write_text("another model\n")
+    assert steps.run("spm", {"k": 1}, [out_file], fn) is True
+    assert steps.run("spm", {"k": 1}, [out_file], fn) is False
+    stamp = tmp_path / ".prep" / "spm.json"
+    stamp.write_text('{"key": {"k": 1}, "finished": "then"}')  # the stamp an older prep wrote
+    assert steps.run("spm", {"k": 1}, [out_file], fn) is False
+    stamp.write_text('{"key": {"k": 1}, "finished": "then"}')
+    out_file.write_bytes(b"")
+    assert steps.run("spm", {"k": 1}, [out_file], fn) is True and len(calls) == 4
+
+
+def test_stale_sweep_removes_only_the_preps_leftovers(tmp_path):
+    """The sweep of killed runs' leftovers removes .NAME.tmpPID of the names the prep writes, in its folders, and
+    nothing else (a user's config/.env.tmpl, .notes.tmp, .x.tmp.bak are theirs)."""
+    users = ["config/.env.tmpl", ".notes.tmp", ".x.tmp.bak", "tok/.train.de.tmp", "tok/.train.de.tmpx",
+             "tok/old/.train.de.tmp12", "tok/.readme.tmp12", ".spm.model.tmp1x", "raw/.valid.fr.tmp3"]
+    leftovers = ["tok/.train.de.tmp123", "raw/.test1.en.tmp9", "spm/.valid.de.tmp77", ".manifest.json.tmp5",
+                 ".prep/.spm.json.tmp4", "orig/.de-en.tgz.tmp8", "orig/de-en/.train.tags.de-en.de.tmp2",
+                 "orig/de-en/.IWSLT14.TED.dev2010.de-en.en.xml.tmp3", ".spm.tmp66/spm.model", ".bin.tmp7/x.bin"]
+    for name in users + leftovers:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    outdir.remove_stale_tmp(tmp_path)
+    assert [n for n in users if not (tmp_path / n).exists()] == []
+    assert [n for n in leftovers if (tmp_path / n).exists()] == []
+    assert not (tmp_path / ".spm.tmp66").exists() and not (tmp_path / ".bin.tmp7").exists()
+
+
+def test_out_that_is_not_a_data_dir_is_refused(tmp_path):
+    """A non-empty --out without manifest.json and not a prep run's (.prep/) is someone's folder: refused, and
+    nothing in it touched."""
+    raw, out = fake_multi30k(tmp_path / "m"), tmp_path / "project"
+    (out / "config").mkdir(parents=True)
+    (out / "config" / ".env.tmpl").write_text("KEY=\n")
+    (out / "notes.txt").write_text("mine\n")
+    r = run_prepare("multi30k", "--raw", raw, "--out", out, "--workers", 1)
+    assert_one_line_error(r, f"--out {out} is not empty and not a data dir")
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["config", "config/.env.tmpl", "notes.txt"]
+
+
+def test_cr_line_ends():
+    """A text with CRs and no "\\n" (old Mac files) has CR line ends; elsewhere a lone CR is a space, CRLF a line
+    end."""
+    from datadir import lines
+
+    assert lines.decode(b"Ein Mann.\rZwei Hunde.\rDrei.\r", "x") == ["Ein Mann.", "Zwei Hunde.", "Drei."]
+    assert lines.decode(b"a\rb", "x") == ["a", "b"]
+    assert lines.decode(b"a\r\nb\rc\n", "x") == ["a", "b c"]
+    with pytest.raises(lines.TextError, match=r"^x line 2: not UTF-8"):
+        lines.decode(b"ok\r\xff\rok\r", "x")
