@@ -18,6 +18,7 @@ them with a logged warning. beam, lenpen and the other generation options follow
 import difflib
 import json
 import logging
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,7 +189,7 @@ def check_dictionaries(checkpoint, data):
 
 
 def from_pretrained(model_dir, checkpoint_file="average.pt", data=None, beam=4, lenpen=1.0, precision="fp32",
-                    **kwargs):
+                    threads=None, **kwargs):
     """A fairseq GeneratorHubInterface (`.translate(text)`, `.sample`, `.models`) for a checkpoint trained on a
     data dir of data-bin-prep/prepare.py: sentencepiece from DATA/spm.model, tokenizer `moses_lc` with the
     settings of DATA/manifest.json (which must be there, and must have recorded the spm.model and dictionaries
@@ -196,10 +197,13 @@ def from_pretrained(model_dir, checkpoint_file="average.pt", data=None, beam=4, 
     (generation under torch.autocast; the weights stay fp32). beam, lenpen and the generation and batching options
     in kwargs (max_len_b, max_tokens, batch_size, ...) are checked (ValueError); max_tokens (default: the
     checkpoint's) is raised to the model's source positions when lower. A checkpoint trained on another data dir
-    is a ValueError naming both dictionary sizes."""
+    is a ValueError naming both dictionary sizes. threads: torch's CPU threads (torch.set_num_threads, for the
+    process), by default the cores this process may run on."""
     from fairseq import hub_utils
 
     kwargs = checked({"beam": beam, "lenpen": lenpen, **kwargs})
+    torch.set_num_threads(values.check("threads", values.positive_int, threads) if threads is not None
+                          else len(os.sched_getaffinity(0)))
 
     model_dir = Path(model_dir)
     if model_dir.is_file():

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
+import signal
 import sys
+import threading
 import time
 
 
@@ -31,20 +34,43 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill PID`), raised in the main thread like Ctrl-C's KeyboardInterrupt, so that what a command does on
+    an interruption (end its children, mark its run killed) it does on a kill too."""
+
+
+def raise_terminated(signum, frame):
+    if os.getpid() != HANDLER_PID[0]:  # a forked child (a worker pool's) inherited the handler: die as by default
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    raise Terminated()
+
+
+HANDLER_PID = [None]  # the process that installed raise_terminated
+
+
 def guard(status=1, interrupted="interrupted", setup=None):
     """Decorate main(argv) -> exit status: setup() first (when given); a UserError becomes its `error: ...` line and
-    `status`, Ctrl-C an `error: INTERRUPTED` line and 130, no traceback either way."""
+    `status`, Ctrl-C an `error: INTERRUPTED` line and 130, SIGTERM an `error: killed (SIGTERM)` line and 143, no
+    traceback either way."""
 
     def decorate(main):
         @functools.wraps(main)
         def guarded(argv=None):
             if setup is not None:
                 setup()
+            if threading.current_thread() is threading.main_thread():
+                HANDLER_PID[0] = os.getpid()
+                signal.signal(signal.SIGTERM, raise_terminated)
             try:
                 return main(argv) or 0
             except UserError as e:
                 print(f"error: {e}", file=sys.stderr, flush=True)
                 return status
+            except Terminated:
+                print("error: killed (SIGTERM)", file=sys.stderr, flush=True)
+                return 143
             except KeyboardInterrupt:
                 print(f"error: {interrupted}", file=sys.stderr, flush=True)
                 return 130

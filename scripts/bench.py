@@ -47,6 +47,9 @@ probe in scripts/bench_memory.py, the ratios, tables and plot in scripts/bench_r
 """
 from __future__ import annotations
 
+if not __package__:  # run as a file: the relative imports below need the package
+    raise SystemExit("error: run it as a module from the repo root: python -m scripts.bench --help")
+
 import gc
 import json
 import os

@@ -3,6 +3,9 @@ be reset): run_probe() starts `python -m scripts.bench_memory SETTINGS_JSON`, wh
 CPU: peak RSS; GPU: torch.cuda.max_memory_allocated."""
 from __future__ import annotations
 
+if not __package__:  # run as a file: the relative imports below need the package
+    raise SystemExit("error: run it as a module from the repo root: python -m scripts.bench_memory --help")
+
 import json
 import os
 import resource

@@ -9,13 +9,17 @@ script that mirrors a fairseq tool keeps that tool's flags instead (translate.py
 """
 from __future__ import annotations
 
+import argparse
+import ctypes
+import ctypes.util
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from clitools import record
@@ -27,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 USER_DIR = str(REPO / "cgc_fairseq")  # absolute: fairseq imports it by path, and checkpoints record it
 BIN = Path(sys.executable).parent  # fairseq-train etc. live next to the interpreter of the venv
 ScriptError = UserError  # a user-facing error: one `error: ...` line, exit status 1 (main_guard)
+PR_SET_PDEATHSIG = 1  # prctl(2)
 MODULES = ("torch", "fairseq", "sacrebleu", "sentencepiece", "sacremoses", "numpy", "matplotlib")  # in versions()
 
 
@@ -40,13 +45,28 @@ PRECISION_HELP = ("fp32, or bf16: the forward passes under torch.autocast, fp32 
                   "translation_autocast task)")
 
 
+def fast_precision(value):
+    """The argparse type of --precision: bf16 only where the device the job runs on (CUDA when there is one, else the
+    CPU) has native bf16; elsewhere it runs many times slower than fp32 (cgc_fairseq.precision.check_precision)."""
+    if value == "bf16":
+        import torch
+
+        from cgc_fairseq.precision import check_precision
+
+        try:
+            check_precision(value, "cuda" if torch.cuda.is_available() else "cpu")
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
 def add_precision(p, what, note="", several=False):
-    """--precision (several: --precisions, one or more) on parser p, PRECISIONS, default fp32; its help says what
-    it sets (`what`), then PRECISION_HELP, then the script's note."""
+    """--precision (several: --precisions, one or more, for the bench: not refused where slow) on parser p,
+    PRECISIONS, default fp32; its help says what it sets (`what`), then PRECISION_HELP, then the script's note."""
     if several:
-        return p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["fp32"],
+        return p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["fp32"],  # the bench measures
                               help=f"{what}: {PRECISION_HELP}{note} (default: %(default)s)")
-    return p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+    return p.add_argument("--precision", choices=PRECISIONS, default="fp32", type=fast_precision,
                           help=f"{what}: {PRECISION_HELP}{note} (default: %(default)s)")
 
 
@@ -94,9 +114,33 @@ def fairseq_cli(name):
     return str(path) if path.exists() else name
 
 
+def available_cores():
+    """The cores this process may run on (its CPU affinity): the threads a single job uses unless told."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this OS
+        return os.cpu_count() or 1
+
+
+def add_threads(p):
+    """--threads on parser p: a single job's torch threads, default available_cores()."""
+    return p.add_argument("--threads", type=positive_int,
+                          help=f"CPU threads for torch (OMP/MKL_NUM_THREADS), >= 1 (default: the cores this process "
+                               f"may run on, {available_cores()} here)")
+
+
 def thread_env(threads):
     """The environment that gives a child process `threads` CPU threads for torch ({} for torch's default)."""
     return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
+
+
+def machine(threads):
+    """The CPU a result was made on, for its JSON: the model, torch's CPU capability (the vector instructions its
+    kernels use: AVX2, AVX512, ...), the cores this process may run on and the torch threads the job used."""
+    import torch
+
+    return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cores": available_cores(), "threads": threads}
 
 
 def log_target(stdout_path, append):
@@ -107,6 +151,44 @@ def log_target(stdout_path, append):
         ensure_dir(Path(stdout_path).parent)
         return nullcontext(stdout_path), stdout_path
     return atomic_path(stdout_path, keep_failed=True), failed_path(stdout_path)
+
+
+def die_with_parent():
+    """In a child, before it runs: Linux sends it SIGTERM when the thread that started it ends, however it ends
+    (even killed with SIGKILL), so that no fairseq process outlives the script that started it."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+RUNNING = set()  # the children of run() that have not ended, for end_children()
+
+
+def end_children():
+    """SIGTERM every child of run() still running (a race's workers' fairseq processes, on its main thread's kill)."""
+    for proc in list(RUNNING):
+        if proc.poll() is None:
+            proc.terminate()
+
+
+@contextmanager
+def child(cmd, env):
+    """The child process of run(), output piped; ended (SIGTERM, then SIGKILL after 10 s) if the block is left
+    before it exits: an exception, Ctrl-C or the script's own SIGTERM (clitools.command.Terminated)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1,
+                            cwd=REPO, preexec_fn=die_with_parent if sys.platform == "linux" else None)
+    RUNNING.add(proc)
+    try:
+        yield proc
+    finally:
+        RUNNING.discard(proc)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        proc.stdout.close()
 
 
 def run(cmd, *, stdout_path=None, append=False, echo=True, env=None, what=None, on_line=None):
@@ -120,9 +202,7 @@ def run(cmd, *, stdout_path=None, append=False, echo=True, env=None, what=None, 
     tail = []
     target, kept = log_target(stdout_path, append)
     try:
-        with target as path, open(path, "a" if append else "w") as out:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    env=full_env, bufsize=1, cwd=REPO)
+        with target as path, open(path, "a" if append else "w") as out, child(cmd, full_env) as proc:
             for line in proc.stdout:
                 out.write(line)
                 out.flush()

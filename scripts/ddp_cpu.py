@@ -16,6 +16,9 @@ $(which fairseq-train) ARGS --distributed-world-size M*G`.
 """
 from __future__ import annotations
 
+if not __package__:  # run as a file: the relative imports below need the package
+    raise SystemExit("error: run it as a module from the repo root: python -m scripts.ddp_cpu --help")
+
 import os
 import socket
 import subprocess

@@ -10,12 +10,18 @@ Multi30k copy (the network is never used when a local copy serves). The data dir
 Steps (scripts/pipeline.py): 1 data, 2 train (scripts/train.py --preset small; extend with a larger
 --budget-minutes: training resumes), 3 average the last --average checkpoints (scripts/average.py; the update
 checkpoints of the small preset, every 50 updates, else the epoch checkpoints), 4 valid BLEU of each kept
-checkpoint, 5 test BLEU of the averaged and the last checkpoint (scripts/evaluate.py), 6 plots (scripts/plots.py).
+checkpoint and of the candidates: the average, checkpoint_last.pt and checkpoint_best.pt (fairseq's best valid
+loss); the one with the highest valid BLEU is the model the demo hands you (scripts/pipeline.py, as the race
+chooses), 5 test BLEU of the chosen one and, beside it, of the others (scripts/evaluate.py), 6 plots of the chosen
+one (scripts/plots.py).
 The console gets the step headers, a progress line during training and the summary; the full logs go to the run
 dir (RUN_DIR/demo.log: data preparation, averaging, evaluation, plots; RUN_DIR/train.log: fairseq-train).
 RUN_DIR/summary.json holds the numbers and paths printed at the end.
 """
 from __future__ import annotations
+
+if not __package__:  # run as a file: the relative imports below need the package
+    raise SystemExit("error: run it as a module from the repo root: python -m scripts.demo --help")
 
 import sys
 import time
@@ -25,7 +31,8 @@ from clitools.files import read_json, write_json
 from datadir import layout
 
 from . import pipeline
-from .cli import BEAM, REPO, ScriptError, add_precision, log, main_guard, parser, positive_float, positive_int, run
+from .cli import (BEAM, REPO, ScriptError, add_precision, add_threads, log, main_guard, parser, positive_float,
+                  positive_int, run)
 from .rundir import kept_checkpoints
 
 SHARED = REPO.parent / "shared" / "data"
@@ -110,6 +117,7 @@ def build_parser():
     p.add_argument("--preset", choices=["small", "tiny"], default="small",
                    help="training preset of scripts/train.py (default: %(default)s; tiny is for the tests)")
     add_precision(p, "training and decoding precision")
+    add_threads(p)
     p.add_argument("--max-len-b", type=positive_int, help="cap on hypothesis length for decoding (fairseq's; default 200)")
     p.add_argument("--no-valid-bleu", action="store_true", help="skip step 4 (valid BLEU per kept checkpoint)")
     return p
@@ -130,9 +138,10 @@ def main(argv=None):
 
     step(2, f"train {args.arch} ({args.precision}, budget {args.budget_minutes:g} min of training)")
     precision = ["--precision", args.precision]
+    threads = ["--threads", args.threads] if args.threads else []  # else each step's default: every core
     train_meta = pipeline.train(data, run_dir, "--preset", args.preset, "--arch", args.arch, "--budget-minutes",
-                                args.budget_minutes, *precision, "--quiet")
-    gen = pipeline.length_cap(args.max_len_b) + precision
+                                args.budget_minutes, *precision, *threads, "--quiet")
+    gen = pipeline.length_cap(args.max_len_b) + precision + threads
 
     step(3, f"average the last {args.average} checkpoints")
     kept = kept_checkpoints(ckpt_dir)
@@ -143,66 +152,88 @@ def main(argv=None):
     log(f"{average.name}: the average of {', '.join(p.name for p in avg_inputs)}")
 
     if not args.no_valid_bleu:
-        step(4, f"valid BLEU of the kept checkpoints ({', '.join(p.name for _, p in kept)})")
+        step(4, f"valid BLEU of the kept checkpoints ({', '.join(p.name for _, p in kept)}) and the candidates")
         for _, p in kept:
             r, reused = pipeline.evaluate(p, data, "valid", run_dir / "valid_bleu" / p.stem, *gen, logfile=logfile)
             log(f"{p.name}: valid tokenized BLEU {r['bleu_tokenized']:.2f}{reusing(reused)}")
     else:
-        step(4, "valid BLEU per checkpoint: skipped (--no-valid-bleu)")
+        step(4, "valid BLEU of the candidates (per kept checkpoint: skipped, --no-valid-bleu)")
+    candidates = pipeline.candidates(run_dir, average)
+    valid = {name: score(name, ckpt, data, "valid", run_dir, gen, logfile) for name, ckpt in candidates.items()}
+    chosen = pipeline.choose_on_valid({name: r["bleu_tokenized"] for name, r in valid.items()})
+    log(f"chosen on valid: {LABELS[chosen]} ({valid[chosen]['bleu_tokenized']:.2f})")
 
-    step(5, f"translate and score {args.split}")
-    results = {}
-    for name, ckpt in (("average", average), ("last", ckpt_dir / "checkpoint_last.pt")):
-        out = run_dir / "eval" / f"{name}.{args.split}"
-        r, reused = pipeline.evaluate(ckpt, data, args.split, out, *gen, logfile=logfile)
-        results[name] = r | {"results_json": str(out / "results.json")}
-        log(f"{ckpt.name}: {args.split} tokenized BLEU {r['bleu_tokenized']:.2f}{reusing(reused)}")
+    step(5, f"translate and score {args.split}: {LABELS[chosen]} (chosen on valid), the others beside it")
+    results = {name: score(name, ckpt, data, args.split, run_dir, gen, logfile) for name, ckpt in candidates.items()}
 
     step(6, "plots")
     plots = run_dir / "plots"
-    pipeline.script("plots", "--runs", run_dir, "--labels", args.arch, "--checkpoint", average, "--data", data,
-                    "--split", args.split, "--out", plots, logfile=logfile)
+    pipeline.script("plots", "--runs", run_dir, "--labels", args.arch, "--checkpoint", candidates[chosen],
+                    "--data", data, "--split", args.split, "--out", plots, logfile=logfile)
     pngs = [str(p) for p in sorted(plots.glob("*.png"))]
 
-    avg, last = results["average"], results["last"]
-    split_src = avg.get("split_source") or args.split
+    result, last = results[chosen], results["last"]
+    split_src = result.get("split_source") or args.split
     summary = {
         "corpus": corpus, "corpus_reason": why, "data_bin": str(data), "arch": args.arch,
-        "parameters": avg["parameters"], "budget_minutes": args.budget_minutes, "precision": args.precision,
+        "parameters": result["parameters"], "budget_minutes": args.budget_minutes, "precision": args.precision,
+        "threads": train_meta.get("threads"), "machine": train_meta.get("machine"),
         "training_wall_seconds": train_meta.get("wall_seconds"), "updates": last["checkpoint"]["num_updates"],
         "epochs_started": last["checkpoint"]["epoch"], "averaged": [p.name for p in avg_inputs], "split": args.split,
-        "split_source": split_src,
-        "average": {k: avg[k] for k in ("bleu_tokenized", "sacrebleu", "chrf")},
-        "last": {k: last[k] for k in ("bleu_tokenized", "sacrebleu", "chrf")},
-        "sacrebleu_signature": avg["scores"]["sacrebleu"]["signature"] if avg["scores"]["sacrebleu"] else None,
-        "tokenized_bleu_signature": avg["scores"]["bleu_tokenized"]["signature"],
-        "decode_sentences_per_second": avg["decode"].get("sentences_per_second"),
-        "results_json": {"average": avg["results_json"], "last": last["results_json"]},
+        "split_source": split_src, "chosen": chosen, "chosen_by": "the highest valid tokenized BLEU",
+        "valid": {name: {k: r[k] for k in METRICS} for name, r in valid.items()},
+        "result": {k: result[k] for k in METRICS},
+        **{name: {k: r[k] for k in METRICS} for name, r in results.items()},
+        "sacrebleu_signature": result["scores"]["sacrebleu"]["signature"] if result["scores"]["sacrebleu"] else None,
+        "tokenized_bleu_signature": result["scores"]["bleu_tokenized"]["signature"],
+        "decode_sentences_per_second": result["decode"].get("sentences_per_second"),
+        "results_json": {name: r["results_json"] for name, r in results.items()},
         "pngs": pngs, "demo_wall_seconds_this_invocation": round(time.time() - t0, 1),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_json(run_dir / "summary.json", summary)
+    print_summary(summary, args, valid, results, len(avg_inputs), logfile, run_dir, t0)
+    return 0
+
+
+LABELS = {"average": "the average", "last": "checkpoint_last", "best": "checkpoint_best"}
+METRICS = ("bleu_tokenized", "sacrebleu", "chrf")
+
+
+def score(name, checkpoint, data, split, run_dir, gen, logfile):
+    """scripts/evaluate.py of one candidate on one split (reused when done): its results.json, and where it is."""
+    out = run_dir / "eval" / f"{name}.{split}"
+    r, reused = pipeline.evaluate(checkpoint, data, split, out, *gen, logfile=logfile)
+    log(f"{checkpoint.name}: {split} tokenized BLEU {r['bleu_tokenized']:.2f}{reusing(reused)}")
+    return r | {"results_json": str(out / "results.json")}
+
+
+def print_summary(summary, args, valid, results, averaged, logfile, run_dir, t0):
+    chosen = summary["chosen"]
+    machine = summary.get("machine") or {}
     print("\n" + "=" * 78)
-    print(f"corpus      {corpus} ({why})")
-    print(f"model       {args.arch} ({args.precision}), {avg['parameters']:,} parameters, {summary['updates']} updates, "
-          f"stopped in epoch {summary['epochs_started']}, training {(summary['training_wall_seconds'] or 0) / 60:.1f} min "
-          f"(budget {args.budget_minutes:g} min)")
-    print(f"{args.split} ({split_src}), beam {BEAM}:")
-    for name, r in (("average of last " + str(len(avg_inputs)), avg),
-                    ("checkpoint_last", last)):
+    print(f"corpus      {summary['corpus']} ({summary['corpus_reason']})")
+    print(f"model       {args.arch} ({args.precision}), {summary['parameters']:,} parameters, {summary['updates']} "
+          f"updates, stopped in epoch {summary['epochs_started']}, training "
+          f"{(summary['training_wall_seconds'] or 0) / 60:.1f} min (budget {args.budget_minutes:g} min)")
+    print(f"machine     {machine.get('cpu')} ({machine.get('cpu_capability')}), {summary['threads']} threads")
+    print(f"the model, chosen on valid tokenized BLEU: {LABELS[chosen]}")
+    print(f"{'':26} valid tok BLEU | {summary['split']} ({summary['split_source']}), beam {BEAM}:")
+    for name, r in results.items():
+        label = f"average of last {averaged}" if name == "average" else LABELS[name]
         sb = f"{r['sacrebleu']:.2f}" if r["sacrebleu"] is not None else "n/a"
         ch = f"{r['chrf']:.2f}" if r["chrf"] is not None else "n/a"
-        print(f"  {name:<24} tokenized BLEU {r['bleu_tokenized']:6.2f} | detok. sacreBLEU {sb} | chrF {ch}")
+        mark = "*" if name == chosen else " "
+        print(f"{mark} {label:<24} {valid[name]['bleu_tokenized']:6.2f}         | tokenized BLEU "
+              f"{r['bleu_tokenized']:6.2f} | detok. sacreBLEU {sb} | chrF {ch}")
     print(f"sacreBLEU signature: {summary['sacrebleu_signature']}")
-    print(f"results:    {avg['results_json']}")
-    print(f"            {last['results_json']}")
-    for p in pngs:
+    print(f"results:    {results[chosen]['results_json']} (and beside it)")
+    for p in summary["pngs"]:
         print(f"plot:       {p}")
     print(f"summary:    {run_dir / 'summary.json'}")
     print(f"logs:       {logfile}, {run_dir / 'train.log'}")
     print(f"demo wall-clock (this invocation): {(time.time() - t0) / 60:.1f} min")
     print("=" * 78)
-    return 0
 
 
 if __name__ == "__main__":

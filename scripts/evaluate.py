@@ -21,18 +21,22 @@ refused (its dictionary sizes).
 """
 from __future__ import annotations
 
+if not __package__:  # run as a file: the relative imports below need the package
+    raise SystemExit("error: run it as a module from the repo root: python -m scripts.evaluate --help")
+
 import re
 import sys
 import time
 from pathlib import Path
 
-from clitools.files import check_output_dir, read_json, read_lines, write_atomic, write_json
+from clitools.files import check_output_dir, ensure_dir, read_json, read_lines, sha256_file, write_atomic, write_json
 from datadir import layout, values
 from datadir.moses import Detokenizer
 
 from .checkpoint import arg, load_for_data, model_args
-from .cli import (USER_DIR, ScriptError, add_beam, add_precision, command_line, fairseq_cli, log, main_guard, parser,
-                  positive_int, precision_flags, run, thread_env, versions)
+from .cli import (USER_DIR, ScriptError, add_beam, add_precision, add_threads, available_cores, command_line,
+                  fairseq_cli, log, machine, main_guard, parser, positive_int, precision_flags, run, thread_env,
+                  versions)
 from .rundir import check_data_dir, check_split, split_sizes
 
 TRANSLATED = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in ([\d.]+)s \(([\d.]+) sentences/s, "
@@ -126,8 +130,7 @@ def build_parser():
     p.add_argument("--max-tokens", type=positive_int, default=4000,
                    help="tokens per batch, at least the longest sentence's (default: %(default)s)")
     p.add_argument("--batch-size", type=positive_int, help="sentences per batch, >= 1 (default: fairseq's)")
-    p.add_argument("--threads", type=positive_int,
-                   help="CPU threads for torch, >= 1 (OMP/MKL_NUM_THREADS; default: torch's)")
+    add_threads(p)
     add_precision(p, "decoding precision")
     p.add_argument("--reuse", action="store_true",
                    help="do nothing when OUT/results.json is from the same checkpoint file, split and options")
@@ -181,15 +184,17 @@ def main(argv=None):
     if not ref_tok_path.is_file():
         raise ScriptError(f"missing tokenized reference {ref_tok_path}")
     options = {"beam": args.beam, "lenpen": args.lenpen, "max_tokens": args.max_tokens,
-               "batch_size": args.batch_size, "threads": args.threads, "precision": args.precision,
-               "extra_flags": extra}
+               "batch_size": args.batch_size, "precision": args.precision, "extra_flags": extra}
+    threads = args.threads or available_cores()
+    references = {str(p): sha256_file(p) for p in (ref_tok_path, ref_raw_path, src_tok_path) if p.is_file()}
     results_path = out / "results.json"
     if args.reuse and results_path.exists():
         old = read_json(results_path)
         st = ckpt.stat()
         if (old.get("checkpoint", {}).get("path") == str(ckpt.resolve()) and old.get("split") == args.split
                 and old["checkpoint"].get("mtime") == st.st_mtime and old["checkpoint"].get("size_bytes") == st.st_size
-                and old.get("options") == options):
+                and old.get("options") == options and old.get("data") == str(data.resolve())
+                and old.get("references_sha256") == references):
             log(f"reusing {results_path}")
             return 0
     info = checkpoint_info(ckpt, data)
@@ -205,10 +210,10 @@ def main(argv=None):
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
     cmd += precision_flags(args.precision) + extra
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     log(f"translating {args.split} ({len(refs_tok)} lines) with {ckpt} (beam {args.beam}, lenpen {args.lenpen})")
     wall = run(cmd, stdout_path=out / "generate.txt", echo=not args.quiet, what="fairseq-generate",
-               env=thread_env(args.threads))
+               env=thread_env(threads))
     hyps_by_id, srcs_by_id, timing = parse_generate((out / "generate.txt").read_text())
     empty = dict.fromkeys(skipped, "")
     hyps = in_order({**empty, **hyps_by_id}, len(refs_tok), "hypotheses")
@@ -233,7 +238,8 @@ def main(argv=None):
         "chrf": scores["chrf"]["score"] if scores["chrf"] else None,
         "decode": {"wall_seconds": round(wall, 2), **(timing or {}),
                    "wall_sentences_per_second": round(len(hyps) / wall, 2) if wall > 0 else None},
-        "options": options, "source_order_check": src_check,
+        "options": options, "threads": threads, "machine": machine(threads), "references_sha256": references,
+        "source_order_check": src_check,
         "over_long": {"positions": info["positions"], "truncated_sources": [i + 1 for i in truncated],
                       "skipped_references": [i + 1 for i in skipped]},
         "files": {"hypotheses_tokenized": str((out / "hyp.tok.en").resolve()),

@@ -21,6 +21,9 @@ special token ids, the check's diffs per batch).
 """
 from __future__ import annotations
 
+if not __package__:  # run as a file: the relative imports below need the package
+    raise SystemExit("error: run it as a module from the repo root: python -m scripts.export --help")
+
 import sys
 import time
 from contextlib import ExitStack
@@ -109,7 +112,8 @@ def main(argv=None):
     with ExitStack() as stack:  # every file under its final name only when the check passes
         tmp = {name: stack.enter_context(atomic_path(out / f"{name}.pt2")) for name in FILES}
         for name in FILES:
-            torch.export.save(programs[name], tmp[name])
+            with open(tmp[name], "wb") as f:  # a Python file: a full disk is an OSError, not torch's RuntimeError
+                torch.export.save(programs[name], f)
         loaded = {name: torch.export.load(tmp[name]).module() for name in FILES}  # check the files, not the memory
         checks = []
         for batch in batches:

@@ -19,13 +19,16 @@ others; the exit status is 1 when any failed.
 """
 from __future__ import annotations
 
+if not __package__:  # run as a file: the relative imports below need the package
+    raise SystemExit("error: run it as a module from the repo root: python -m scripts.gpu_check --help")
+
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from clitools.files import write_json
+from clitools.files import ensure_dir, write_json
 
 from .cli import REPO, ScriptError, command_line, log, main_guard, parser, positive_int, script_command, versions
 from .rundir import check_data_dir
@@ -49,12 +52,14 @@ def steps(args, cuda):
                 max(args.race_updates // 3, 1), "--precision", "bf16", "--jobs", len(RACE_MODELS)]
         device, timeouts = "cuda", (120, 180, 300)
     else:
+        from cgc_fairseq.precision import native_bf16  # the race's bf16 would be refused on a CPU without it
+
         bench = ["--sizes", "small", "--tiny", "--models", "lightconv", "cgc_lightconv", "--precisions", "fp32",
                  "bf16", "--device", "cpu", "--repeats", 1, "--warmup", 1, "--steps", 1, "--max-tokens", 500,
                  "--decode-sentences", 4, "--decode-len", 4, "--long-decode-len", 12]
         race = ["--models", "lightconv_small", "cgc_lightconv_small", "--seeds", 1, "--preset", "tiny",
                 "--max-update", 4, "--save-every", 2, "--curve-every", 4, "--average", 2, "--max-len-b", 12,
-                "--splits", "valid", "--gate-sentences", 2, "--precision", "bf16"]
+                "--splits", "valid", "--gate-sentences", 2, "--precision", "bf16" if native_bf16("cpu") else "fp32"]
         device, timeouts = "cpu", (600, 600, 600)
     tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_device.py",
              "--junitxml", str(out / "tests.xml")]
@@ -114,7 +119,7 @@ def main(argv=None):
         log(f"CUDA device: {info['name']} ({info['memory_gb']} GB, {info['devices']} device(s))")
     else:
         log("no CUDA device here: a dry run of the same steps on the CPU with tiny sizes")
-    args.out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(args.out)
     report = {"device": info, "dry_run": not info["cuda"], "command": command_line(), "versions": versions(),
               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "steps": {}}
     for name, cmd, env, timeout in steps(args, info["cuda"]):

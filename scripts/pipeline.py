@@ -27,15 +27,45 @@ def train(data, run_dir, *flags, logfile=None):
 
 
 def average(run_dir, checkpoints, n, logfile=None):
-    """RUN/average.pt of the last n of checkpoints ([(number, path)], oldest first), remade only when older than
-    them; returns (its path, the averaged paths)."""
+    """RUN/average.pt of the last n of checkpoints ([(number, path)], oldest first), remade unless it is the average
+    of exactly these (its record `averaged_from`) and newer than them; returns (its path, the averaged paths)."""
     inputs = [p for _, p in checkpoints[-n:]]
     out = run_dir / "average.pt"
-    if stale(out, inputs):
+    if stale(out, inputs) or averaged_from(out) != [str(p) for p in inputs]:
         script("average", "--checkpoints", *inputs, "--out", out, logfile=logfile)
     else:
-        log(f"{out} is newer than its inputs; reusing")
+        log(f"{out} is the average of the same checkpoints and newer than them; reusing")
     return out, inputs
+
+
+def averaged_from(checkpoint):
+    """The checkpoints an average of scripts/average.py was made from (None for another file), read memory-mapped."""
+    import argparse
+
+    import torch
+
+    torch.serialization.add_safe_globals([argparse.Namespace])  # as scripts/checkpoint.py: a fairseq checkpoint's args
+    try:
+        return torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get("averaged_from")
+    except Exception:  # not there, not readable: remade
+        return None
+
+
+CANDIDATES = ("average", "last", "best")  # the average of the last N, checkpoint_last.pt, checkpoint_best.pt
+
+
+def candidates(run_dir, average_checkpoint):
+    """{name: checkpoint} of the models a run can hand its user (CANDIDATES; best: fairseq's best valid loss), those
+    that exist."""
+    paths = {"average": average_checkpoint, "last": run_dir / "checkpoints" / "checkpoint_last.pt",
+             "best": run_dir / "checkpoints" / "checkpoint_best.pt"}
+    return {name: path for name, path in paths.items() if path.is_file()}
+
+
+def choose_on_valid(valid_bleu):
+    """The model a run hands its user, chosen on valid only: of {name: valid tokenized BLEU}, the highest; a tie goes
+    to the earlier of CANDIDATES (the average first). Nothing of test enters the choice."""
+    return max(valid_bleu, key=lambda name: (valid_bleu[name], -CANDIDATES.index(name)))
 
 
 def evaluate(checkpoint, data, split, out, *flags, logfile=None):

@@ -24,8 +24,10 @@ scripts/pipeline.py's, as in scripts/demo.py.
 """
 from __future__ import annotations
 
+if not __package__:  # run as a file: the relative imports below need the package
+    raise SystemExit("error: run it as a module from the repo root: python -m scripts.race --help")
+
 import argparse
-import os
 import shlex
 import subprocess
 import sys
@@ -33,14 +35,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from clitools.files import read_json, write_atomic, write_json
+from clitools.files import ensure_dir, read_json, write_json
 from datadir import layout
 
 from . import pipeline
-from .cli import (REPO, ScriptError, add_precision, command_line, log, main_guard, nonnegative_int, parser,
-                  positive_int, script_command, versions)
+from .cli import (REPO, ScriptError, add_precision, command_line, end_children, log, main_guard, nonnegative_int,
+                  parser, positive_int, script_command, versions)
 from .race_report import METRICS, gate_stats, report
-from .rundir import UPDATE, check_data_dir, check_split, numbered_checkpoints
+from .rundir import UPDATE, check_data_dir, check_split, locked, numbered_checkpoints
 
 DEFAULT_MODELS = ["lightconv_small", "cgc_lightconv_small", "dynamicconv_small", "cgc_dynamicconv_small"]
 # the curve's early checkpoints babble to fairseq's 200-token cap and take longer to decode than to train: cap the
@@ -78,10 +80,14 @@ def run_one(model, seed, args):
     summary_path = run_dir / "summary.json"
     if summary_path.exists():
         summary = read_json(summary_path)
+        made = {k: summary.get(k) for k in ("arch", "flags", "seed")}
+        if made != {"arch": model["arch"], "flags": model["flags"], "seed": seed}:
+            raise ScriptError(f"{run_dir} is a run of {made}, not of this model {model['label']!r} "
+                              f"({model['arch']} {' '.join(model['flags'])}, seed {seed}): use another --out")
         if summary.get("max_update") == args.max_update:
             return summary
     logfile = run_dir / "race.log"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(run_dir)
     t0 = time.time()
     log(f"start {model['label']} seed {seed} -> {run_dir}")
     precision = ("--precision", args.precision)
@@ -100,6 +106,7 @@ def run_one(model, seed, args):
         if updates % args.curve_every == 0:
             pipeline.evaluate(ckpt, args.data, "valid", run_dir / "valid_bleu" / ckpt.stem, *threads, *CURVE_CAP,
                               logfile=logfile)
+    chosen, chosen_scores = choose_on_valid(run_dir, average, scores, args, threads, logfile)
     stats = None
     if model["arch"].startswith("cgc_") and args.gate_sentences:
         stats = gate_stats(average, args.data, args.gate_sentences)
@@ -112,6 +119,7 @@ def run_one(model, seed, args):
         "averaged": [p.name for p in inputs],
         "scores": {split: {k: r[k] for k in METRICS} | {"split_source": r.get("split_source")}
                    for split, r in scores.items()},
+        "chosen_on_valid": chosen, "chosen_scores": chosen_scores,
         "gate_stats": stats, "run_dir": str(run_dir), "race_step_seconds": round(time.time() - t0, 1),
     }
     write_json(summary_path, summary)
@@ -120,29 +128,32 @@ def run_one(model, seed, args):
     return summary
 
 
+def choose_on_valid(run_dir, average, scores, args, flags, logfile):
+    """The model the run would hand a user, by the demo's rule (pipeline.choose_on_valid: the average, the last or
+    fairseq's best-valid checkpoint, on valid BLEU): (its name, its scores on every split). The race's comparisons
+    stay on the average (its fixed rule); this is reported beside them."""
+    if "valid" not in args.splits:
+        return None, None
+    candidates = pipeline.candidates(run_dir, average)
+
+    def evaluate(name, split):
+        return scores[split] if name == "average" else pipeline.evaluate(
+            candidates[name], args.data, split, run_dir / "eval" / f"{name}.{split}", *flags,
+            *pipeline.length_cap(args.max_len_b), logfile=logfile)[0]
+
+    chosen = pipeline.choose_on_valid({name: evaluate(name, "valid")["bleu_tokenized"] for name in candidates})
+    return chosen, {split: {k: evaluate(chosen, split)[k] for k in METRICS} for split in args.splits}
+
+
 def detach(argv, out):
     """Rerun this command in the background (own session, survives the terminal), output to OUT/race.log."""
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     logfile = out / "race.log"
     argv = [a for a in argv if a != "--detach"]
     with open(logfile, "a") as f:
         proc = subprocess.Popen([*script_command("race"), *argv], stdout=f, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO)
     log(f"race running in the background, pid {proc.pid}; log: {logfile}; report when done: {out / 'race.md'}")
-
-
-def take_lock(out):
-    """One race per OUT dir: OUT/race.pid names the running one."""
-    lock = out / "race.pid"
-    if lock.exists():
-        try:
-            pid = int(lock.read_text().strip())
-            os.kill(pid, 0)
-            raise ScriptError(f"another race (pid {pid}) is running in {out}; wait for it or kill it")
-        except (ValueError, ProcessLookupError):
-            pass
-    write_atomic(lock, f"{os.getpid()}\n")
-    return lock
 
 
 def build_parser():
@@ -186,6 +197,9 @@ def main(argv=None):
     args.splits = [s for s in args.splits if layout.binary_file(args.data, s, layout.SRC).exists()]
     for split in args.splits:
         check_split(args.data, split)
+    repeated = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+    if repeated:
+        raise ScriptError(f"--seeds: {', '.join(map(str, repeated))} given twice (a seed's runs would be counted twice)")
     models = [parse_model(s) for s in args.models]
     labels = [m["label"] for m in models]
     if len(set(labels)) != len(labels):
@@ -203,30 +217,38 @@ def main(argv=None):
         missing = [f"{m['label']}/seed{s}" for (m, s), p in zip(jobs, done_paths) if not p.exists()]
         report(models, summaries, args, missing)
         return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    lock = take_lock(args.out)
+    ensure_dir(args.out)
+    with locked(args.out, "race"):
+        return race(args, models, labels, jobs, done_paths)
+
+
+def race(args, models, labels, jobs, done_paths):
+    """Run the jobs (args.jobs at a time), then the report; a kill or Ctrl-C ends every running fairseq process."""
+    write_json(args.out / "race_config.json", {"models": models, "args": {k: str(v) if isinstance(v, Path) else v
+                                                                       for k, v in vars(args).items()},
+                                               "command": command_line(), "versions": versions()})
+    log(f"race: {len(jobs)} runs ({', '.join(labels)} x seeds {args.seeds}), {args.max_update} updates each, "
+        f"{args.jobs} at a time -> {args.out}")
+    failures = []
+
+    def guarded(job):
+        try:
+            return run_one(*job, args)
+        except ScriptError as e:
+            log(f"FAILED {job[0]['label']} seed {job[1]}: {e}")
+            failures.append(f"{job[0]['label']}/seed{job[1]}: {e}")
+            return None
+
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
     try:
-        write_json(args.out / "race_config.json", {"models": models, "args": {k: str(v) if isinstance(v, Path) else v
-                                                                           for k, v in vars(args).items()},
-                                                   "command": command_line(), "versions": versions()})
-        log(f"race: {len(jobs)} runs ({', '.join(labels)} x seeds {args.seeds}), {args.max_update} updates each, "
-            f"{args.jobs} at a time -> {args.out}")
-        failures = []
-
-        def guarded(job):
-            try:
-                return run_one(*job, args)
-            except ScriptError as e:
-                log(f"FAILED {job[0]['label']} seed {job[1]}: {e}")
-                failures.append(f"{job[0]['label']}/seed{job[1]}: {e}")
-                return None
-
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            summaries = [s for s in pool.map(guarded, jobs) if s is not None]
-        missing = [f"{m['label']}/seed{s}" for (m, s), p in zip(jobs, done_paths) if not p.exists()]
-        report(models, summaries, args, missing)
-    finally:
-        lock.unlink(missing_ok=True)
+        summaries = [s for s in pool.map(guarded, jobs) if s is not None]
+    except KeyboardInterrupt:  # the workers' children would run on: end them, and the queued jobs
+        pool.shutdown(wait=False, cancel_futures=True)
+        end_children()
+        raise
+    pool.shutdown()
+    missing = [f"{m['label']}/seed{s}" for (m, s), p in zip(jobs, done_paths) if not p.exists()]
+    report(models, summaries, args, missing)
     if failures:
         raise ScriptError(f"{len(failures)} run(s) failed: " + "; ".join(failures))
     return 0

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import calendar
 import json
+import os
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from clitools.files import read_json
@@ -161,3 +163,60 @@ def split_sizes(data, split):
         dataset = data_utils.load_indexed_dataset(str(layout.binary_prefix(data, split, lang)), None)
         sizes[lang] = dataset.sizes.copy()  # a view of a memory map that is closed with the dataset object
     return sizes
+
+
+@contextmanager
+def locked(directory, what):
+    """One `what` (train, race) at a time in directory: DIR/WHAT.pid holds the running one's pid, made atomically
+    (O_EXCL); a lock whose process has ended is taken over. A ScriptError names the running one."""
+    lock = Path(directory) / f"{what}.pid"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().split()[0])
+                os.kill(pid, 0)
+            except (ValueError, IndexError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # its process has ended: a killed run's
+                continue
+            raise ScriptError(f"another {what} (pid {pid}) is running in {directory}; wait for it or kill it")
+    else:
+        raise ScriptError(f"cannot take the lock {lock}")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+# how long a run trains and where its checkpoints go (RUN/checkpoints, wherever the run dir is): not what it is
+NOT_IDENTITY = ("--max-update", "--stop-time-hours", "--keep-last-epochs", "--save-dir")
+
+
+def identity(fairseq_command):
+    """What a training run is, from its fairseq-train command (data dir, arch, seed, preset flags, precision, model
+    options): {flag: value} of every option but the budget and the save dir (NOT_IDENTITY), the data dir under
+    "DATA"."""
+    words = [str(w) for w in fairseq_command]
+    out = {"DATA": words[0]} if words and not words[0].startswith("-") else {}
+    i = len(out)
+    while i < len(words):
+        flag, value = words[i], None
+        if i + 1 < len(words) and not words[i + 1].startswith("--"):
+            value, i = words[i + 1], i + 1
+        if flag not in NOT_IDENTITY:
+            out[flag] = value
+        i += 1
+    return out
+
+
+def identity_difference(before, now):
+    """The first option in which two identity() dicts differ, as words ('--seed 1, not 2'), or None."""
+    for key in [*before, *(k for k in now if k not in before)]:
+        if before.get(key) != now.get(key):
+            name = "the data dir" if key == "DATA" else key
+            return f"{name} {before.get(key, '(not given)')}, not {now.get(key, '(not given)')}"
+    return None

@@ -30,6 +30,9 @@ A finished run with the same command is not retrained (--force retrains from scr
 """
 from __future__ import annotations
 
+if not __package__:  # run as a file: the relative imports below need the package
+    raise SystemExit("error: run it as a module from the repo root: python -m scripts.train --help")
+
 import json
 import shlex
 import shutil
@@ -38,11 +41,12 @@ import time
 import zipfile
 from pathlib import Path
 
-from clitools.files import atomic_path, check_output_dir, read_json, write_json
+from clitools.files import atomic_path, check_output_dir, ensure_dir, read_json, write_json
 
-from .cli import (USER_DIR, ScriptError, add_precision, command_line, fairseq_cli, log, main_guard, nonnegative_int,
-                  parser, positive_float, positive_int, precision_flags, run, thread_env, versions)
-from .rundir import check_data_dir, check_split
+from .cli import (USER_DIR, ScriptError, add_precision, add_threads, available_cores, command_line, fairseq_cli, log,
+                  machine, main_guard, nonnegative_int, parser, positive_float, positive_int, precision_flags, run,
+                  thread_env, versions)
+from .rundir import check_data_dir, check_split, identity, identity_difference, locked
 
 COMMON = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr-scheduler", "inverse_sqrt",
           "--warmup-init-lr", "1e-07", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
@@ -105,9 +109,7 @@ def build_parser():
     p.add_argument("--keep-last", type=positive_int, help="epoch checkpoints to keep, >= 1 (default: the preset's)")
     p.add_argument("--seed", type=nonnegative_int, default=1, help="random seed, >= 0 (default: %(default)s)")
     add_precision(p, "training precision", "; fp32 optimizer state too; any arch")
-    p.add_argument("--threads", type=positive_int,
-                   help="CPU threads for torch (OMP/MKL_NUM_THREADS); default 1 for 'small'/'tiny' (the measured recipe; "
-                        "robust when the cores are shared), torch's default for 'paper'")
+    add_threads(p)
     p.add_argument("--force", action="store_true", help="delete the run dir's checkpoints and train from scratch")
     p.add_argument("--dry-run", action="store_true", help="print the fairseq-train command and exit")
     p.add_argument("--quiet", action="store_true",
@@ -224,26 +226,38 @@ def main(argv=None):
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
-    threads = args.threads if args.threads is not None else (None if args.preset == "paper" else 1)
+    threads = args.threads or available_cores()
     meta_path = run_dir / "train.json"
     if meta_path.exists() and not args.force:
         meta = read_json(meta_path)
         if meta.get("status") == "done" and meta.get("fairseq_command") == cmd[1:]:
             log(f"training already finished in {run_dir} (train.json); --force retrains")
             return 0
+        difference = identity_difference(identity(meta.get("fairseq_command") or []), identity(cmd[1:]))
+        if difference and (save_dir / "checkpoint_last.pt").exists():  # it would resume another run's checkpoint
+            raise ScriptError(f"{run_dir} holds a run trained with {difference}: only the budget may change on a "
+                              f"rerun (another --run-dir, or --force to start afresh there)")
     check_arch(arch)
+    ensure_dir(run_dir)
+    with locked(run_dir, "train"):
+        return train(args, run_dir, save_dir, cmd, arch, budget, threads, manifest, extra)
+
+
+def train(args, run_dir, save_dir, cmd, arch, budget, threads, manifest, extra):
+    """Train into run_dir (under its lock): a fresh start with --force, else a new run or a resumed one."""
+    meta_path = run_dir / "train.json"
     if args.force and run_dir.exists():
         shutil.rmtree(save_dir, ignore_errors=True)
         for name in ("train.log", "train.json"):
             (run_dir / name).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(run_dir)
     if save_dir.exists():
         repair_resume_point(save_dir)
     resumed = (save_dir / "checkpoint_last.pt").exists()
     meta = {"status": "running", "preset": args.preset, "arch": arch, "data": str(Path(args.data).resolve()),
             "corpus": manifest.get("corpus"), "budget_minutes": budget, "seed": args.seed,
             "precision": args.precision,
-            "threads": threads, "max_update": max_update(args), "extra_flags": extra,
+            "threads": threads, "machine": machine(threads), "max_update": max_update(args), "extra_flags": extra,
             "script_command": command_line(), "fairseq_command": cmd[1:],
             "fairseq_command_line": shlex.join(cmd),
             "resumed_from_checkpoint": resumed, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -253,8 +267,15 @@ def main(argv=None):
         f" -> {run_dir}{' (resuming)' if resumed else ''}")
     if not args.quiet:
         log("command: " + meta["fairseq_command_line"])
-    seconds = run(cmd, stdout_path=run_dir / "train.log", append=True, what="fairseq-train", env=thread_env(threads),
-                  echo=not args.quiet, on_line=Progress(None if resumed else budget) if args.quiet else None)
+    try:
+        seconds = run(cmd, stdout_path=run_dir / "train.log", append=True, what="fairseq-train",
+                      env=thread_env(threads), echo=not args.quiet,
+                      on_line=Progress(None if resumed else budget) if args.quiet else None)
+    except (KeyboardInterrupt, ScriptError) as e:  # Ctrl-C, kill, a failed fairseq-train: fairseq-train has ended
+        meta.update(status="killed" if isinstance(e, KeyboardInterrupt) else "failed",
+                    finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        write_json(meta_path, meta)
+        raise
     if not (save_dir / "checkpoint_last.pt").exists():
         raise ScriptError(f"fairseq-train finished but wrote no checkpoint in {save_dir}; see {run_dir / 'train.log'}")
     meta.update(status="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_seconds=round(seconds, 1))

@@ -53,6 +53,13 @@ def test_report_matches_the_runs(raced):
     b = [rep["runs"][i] for i in range(4) if rep["runs"][i]["label"] == "lightconv_small"]
     deltas = [x["scores"]["test"]["sacrebleu"] - y["scores"]["test"]["sacrebleu"] for x, y in zip(g, b)]
     assert pair["delta"]["test.sacrebleu"]["mean"] == pytest.approx(statistics.fmean(deltas))
+    for label in ("lightconv_small", "cgc_lightconv_small"):  # the demo's rule: the best candidate on valid
+        run = out / label / "seed1"
+        summary = json.loads((run / "summary.json").read_text())
+        valid = {name: json.loads((run / "eval" / f"{name}.valid" / "results.json").read_text())["bleu_tokenized"]
+                 for name in ("average", "last", "best")}
+        assert summary["chosen_on_valid"] == max(valid, key=lambda n: (valid[n], n == "average"))
+        assert summary["chosen_scores"]["valid"]["bleu_tokenized"] == valid[summary["chosen_on_valid"]]
     stats = rep["gate_stats"]["cgc_lightconv_small"]
     assert stats and all(0 < s["min"] <= s["mean"] <= s["max"] < 1 for s in stats.values())
     assert all(0 <= s["sentence_spread"] <= s["max"] - s["min"] and 0 <= s["encoding_at_unit"] <= 1

@@ -1,12 +1,14 @@
 """scripts/: a tiny synthetic run through train -> average -> evaluate -> plots, the hub interface, and the
 one-line errors. One module-scoped fixture trains once on the session's synthetic data dir; everything else reuses it."""
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from cgc_fairseq.precision import native_bf16
 from scripts import average, bench, demo, evaluate, export, plots, race, rundir, train, translate
 from scripts.checkpoint import load_checkpoint
 from scripts.cli import ScriptError
@@ -46,6 +48,9 @@ def test_train_run_dir(trained):
     assert meta["status"] == "done" and meta["arch"] == "cgc_lightconv_small" and meta["preset"] == "tiny"
     assert "--log-format" in meta["fairseq_command"] and meta["versions"]["fairseq"]
     assert "--max-epoch" in meta["extra_flags"]  # unknown flags pass through to fairseq-train
+    # no --threads given: the run used the cores it may run on, and says on which CPU
+    assert meta["threads"] == meta["machine"]["threads"] == len(os.sched_getaffinity(0))
+    assert meta["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert sorted(p.name for p in trained["ckpts"].glob("checkpoint?.pt")) == [
         "checkpoint1.pt", "checkpoint2.pt", "checkpoint3.pt"]
     # a finished run is not retrained
@@ -265,19 +270,26 @@ def test_demo_end_to_end_and_rerun_reuses(trained, tmp_path):
     first = script("demo", *args)
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert "synthetic" in first.stdout and "tokenized BLEU" in first.stdout and "sacreBLEU" in first.stdout
-    for name in ("average", "last"):  # the scores of the results.json files it names
+    for name in ("average", "last", "best"):  # the scores of the results.json files it names
         results = json.loads(Path(summary["results_json"][name]).read_text())
         assert summary[name] == {k: results[k] for k in ("bleu_tokenized", "sacrebleu", "chrf")}, name
+    # the reported model is the candidate with the best valid BLEU (the average on a tie), not the best on test
+    valid = {name: r["bleu_tokenized"] for name, r in summary["valid"].items()}
+    assert summary["chosen"] == max(("average", "last", "best"), key=lambda n: (valid[n], n == "average"))
+    assert summary["result"] == summary[summary["chosen"]]
     for path in (*summary["results_json"].values(), *summary["pngs"]):
         assert Path(path).is_file(), path
     assert {Path(p).name for p in summary["pngs"]} == {"curves.png", "gates_encoder.png", "gates_decoder.png"}
     assert list((tmp_path / "demo" / "valid_bleu").glob("*/results.json"))
     second = script("demo", *args)
-    assert "training already finished" in second.stdout and "newer than its inputs; reusing" in second.stdout
+    assert "training already finished" in second.stdout and "the same checkpoints and newer than them" in second.stdout
     assert second.stdout.count("reusing ") >= 3  # data, average, evaluations
     assert json.loads((tmp_path / "demo" / "summary.json").read_text())["average"] == summary["average"]
+    script("demo", *args[:-4], "--average", 1, "--max-len-b", 24)  # another N: the average is remade
+    assert json.loads((tmp_path / "demo" / "summary.json").read_text())["averaged"] == summary["averaged"][-1:]
 
 
+@pytest.mark.skipif(not native_bf16("cpu"), reason="bf16 is refused on a CPU without native bf16")
 def test_bf16_through_train_evaluate_and_the_hub(trained, tmp_path):
     """--precision bf16: train.py trains with the translation_autocast task (fp32 checkpoint), evaluate.py and the
     hub decode under autocast; the scripts' choices are the plugin's."""
