@@ -131,7 +131,8 @@ def bench_size(args, size, data):
 def machine(device):
     import torch
 
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
+    return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "device": device,
             "gpu": torch.cuda.get_device_name() if device == "cuda" else None, "load_average": os.getloadavg()}
 
 

@@ -4,6 +4,7 @@ import json
 import statistics
 
 import pytest
+import torch
 
 from scripts import bench, bench_models
 from tests.run_scripts import check_error, script
@@ -38,6 +39,7 @@ def test_report(benched):
     report, out = benched["report"], benched["out"]
     assert list(report["sizes"]) == ["small"] and list(report["sizes"]["small"]["models"]) == MODELS
     assert report["machine"]["torch_threads"] == 1 and report["versions"]["torch"] and "scripts.bench" in report["command"]
+    assert report["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert report["settings"]["beam"] == 4  # every decode's beam, evaluate.py's too
     tokens = report["data"]["train_target_tokens"]
     assert tokens == sum(b["target_tokens"] for b in report["data"]["train_batches"]) > 0
