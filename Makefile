@@ -29,7 +29,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
-# The edit loop: the model, gate, data and option tests, no training subprocesses (~2 min on 2 cores)
+# The edit loop: the model, gate, data and option tests, no training subprocesses (the tests not marked slow)
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
