@@ -63,8 +63,9 @@ from pathlib import Path
 from .bench_memory import run_probe
 from .bench_models import SIZES, Bench, Data, entry, model_config, split_entry, timed
 from .bench_report import LABELS, LONG_DECODE_POSITIONS, PRECISION_TARGETS, TARGETS, analyse, write_outputs
-from .cli import (BEAM, ScriptError, add_precision, command_line, cpu_model, log, main_guard, nonnegative_int, parser,
+from .cli import (BEAM, ScriptError, add_precision, command_line, log, main_guard, nonnegative_int, parser,
                   positive_int, versions)
+from .cli import machine as cli_machine
 from .rundir import check_data_dir, check_split
 
 DEFAULT_MODELS = ["transformer", "lightconv", "dynamicconv", "cgc_lightconv", "cgc_dynamicconv"]
@@ -131,9 +132,10 @@ def bench_size(args, size, data):
 def machine(device):
     import torch
 
-    return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "device": device,
-            "gpu": torch.cuda.get_device_name() if device == "cuda" else None, "load_average": os.getloadavg()}
+    record = cli_machine(torch.get_num_threads())  # cpu, cpu_capability, cores (affinity), threads
+    return record | {"torch_threads": record["threads"], "device": device,
+                     "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+                     "load_average": os.getloadavg()}
 
 
 def build_parser():

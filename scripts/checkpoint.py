@@ -11,8 +11,9 @@ from datadir import layout
 from .cli import ScriptError
 
 
-def load_checkpoint(path):
-    """torch.load(weights_only=True) of a fairseq checkpoint, with only argparse.Namespace allow-listed."""
+def load_checkpoint(path, mmap=False):
+    """torch.load(weights_only=True) of a fairseq checkpoint, with only argparse.Namespace allow-listed (mmap: the
+    tensors memory-mapped, read only when used)."""
     import torch
 
     import cgc_fairseq  # noqa: F401  (registers the archs; allow-lists argparse.Namespace)
@@ -24,7 +25,7 @@ def load_checkpoint(path):
     # were allow-listed before (by `import cgc_fairseq`), which breaks later fairseq loads in this process.
     torch.serialization.add_safe_globals([argparse.Namespace])
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise ScriptError(f"cannot load {path} with weights_only=True: {str(e).splitlines()[0]}")
     except (RuntimeError, EOFError) as e:

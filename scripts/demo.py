@@ -33,6 +33,7 @@ from datadir import layout
 from . import pipeline
 from .cli import (BEAM, REPO, ScriptError, add_precision, add_threads, log, main_guard, parser, positive_float,
                   positive_int, run)
+from .race_report import METRICS
 from .rundir import kept_checkpoints
 
 SHARED = REPO.parent / "shared" / "data"
@@ -197,7 +198,6 @@ def main(argv=None):
 
 
 LABELS = {"average": "the average", "last": "checkpoint_last", "best": "checkpoint_best"}
-METRICS = ("bleu_tokenized", "sacrebleu", "chrf")
 
 
 def score(name, checkpoint, data, split, run_dir, gen, logfile):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from clitools.files import read_json
 
-from .cli import log, run, script_command
+from .checkpoint import load_checkpoint
+from .cli import ScriptError, log, run, script_command
 from .rundir import stale
 
 
@@ -39,15 +40,10 @@ def average(run_dir, checkpoints, n, logfile=None):
 
 
 def averaged_from(checkpoint):
-    """The checkpoints an average of scripts/average.py was made from (None for another file), read memory-mapped."""
-    import argparse
-
-    import torch
-
-    torch.serialization.add_safe_globals([argparse.Namespace])  # as scripts/checkpoint.py: a fairseq checkpoint's args
+    """The checkpoints an average of scripts/average.py was made from (None for another file or none)."""
     try:
-        return torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get("averaged_from")
-    except Exception:  # not there, not readable: remade
+        return load_checkpoint(checkpoint, mmap=True).get("averaged_from")
+    except ScriptError:  # not there, not readable: remade
         return None
 
 

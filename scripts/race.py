@@ -136,13 +136,15 @@ def choose_on_valid(run_dir, average, scores, args, flags, logfile):
         return None, None
     candidates = pipeline.candidates(run_dir, average)
 
-    def evaluate(name, split):
+    def evaluate(name, split):  # each candidate and split scored once (the average's already are)
         return scores[split] if name == "average" else pipeline.evaluate(
             candidates[name], args.data, split, run_dir / "eval" / f"{name}.{split}", *flags,
             *pipeline.length_cap(args.max_len_b), logfile=logfile)[0]
 
-    chosen = pipeline.choose_on_valid({name: evaluate(name, "valid")["bleu_tokenized"] for name in candidates})
-    return chosen, {split: {k: evaluate(chosen, split)[k] for k in METRICS} for split in args.splits}
+    valid = {name: evaluate(name, "valid") for name in candidates}
+    chosen = pipeline.choose_on_valid({name: r["bleu_tokenized"] for name, r in valid.items()})
+    chosen_scores = {split: valid[chosen] if split == "valid" else evaluate(chosen, split) for split in args.splits}
+    return chosen, {split: {k: r[k] for k in METRICS} for split, r in chosen_scores.items()}
 
 
 def detach(argv, out):
