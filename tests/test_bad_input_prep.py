@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 import outdir
 from tests.test_prep_errors import assert_nothing_finished, assert_one_line_error, fake_multi30k, run_prepare
 
@@ -45,6 +47,7 @@ def test_nul_is_refused_naming_file_and_line(tmp_path):
     assert_nothing_finished(tmp_path / "out")
 
 
+@pytest.mark.slow  # the prep end to end: make test only
 def test_lines_normalised_and_over_long_truncated(tmp_path):
     """A BOM, CRLF, a lone CR and U+2028 in a raw file: the raw reference, the tokenized file and the binaries agree
     line for line whatever reads them; a test sentence longer than 1024 tokens is truncated to them with a warning

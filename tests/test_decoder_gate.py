@@ -42,7 +42,7 @@ def test_lean_prefix_gate_equals_the_full_causal_pooling(gate_shape, context, T,
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("arch", VARIANTS)
+@pytest.mark.parametrize("arch", [VARIANTS[0], pytest.param(VARIANTS[1], marks=pytest.mark.slow)])  # fast: one
 def test_prefix_steps_from_running_sums_equal_the_full_pass_over_100_positions(arch):
     """Incremental "prefix" gates (running sums, beam reorders on indices) == the full pass, far past the kernel."""
     model = build(arch, *TINY, "--cgc-decoder-context", "prefix").eval()

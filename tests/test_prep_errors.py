@@ -154,6 +154,7 @@ def test_bad_arguments(tmp_path):
     assert r.returncode == 0 and "--eval-only" in r.stdout and "--url" in r.stdout
 
 
+@pytest.mark.slow  # runs fairseq-preprocess: make test only
 def test_fairseq_preprocess_failure_is_one_line(tmp_path):
     with pytest.raises(common.PrepError) as e:
         pipeline.fairseq_preprocess(tmp_path / "bin", tmp_path / "no" / "train",

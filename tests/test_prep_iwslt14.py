@@ -88,6 +88,7 @@ def expected_splits():
     return train, valid
 
 
+@pytest.mark.slow  # the prep end to end: make test only
 def test_fabricated_release_end_to_end(downloaded_run):
     out, r = downloaded_run
     train, valid = expected_splits()
@@ -157,6 +158,7 @@ def test_fabricated_release_end_to_end(downloaded_run):
     assert not list(out.rglob(".*.tmp*"))
 
 
+@pytest.mark.slow  # the prep end to end: make test only
 def test_rerun_skips_and_force_redoes(downloaded_run):
     out, _ = downloaded_run
     before = (out / "manifest.json").read_text()
@@ -179,6 +181,7 @@ def test_rerun_skips_and_force_redoes(downloaded_run):
     assert json.loads((out / "manifest.json").read_text())["outputs"] == m["outputs"]
 
 
+@pytest.mark.slow  # the prep end to end: make test only
 def test_release_directory_gives_same_text(downloaded_run, release, tmp_path):
     out, _ = downloaded_run
     r = run_prepare("iwslt14", "--raw", release, "--eval-only", "--out", tmp_path / "o")
@@ -192,6 +195,7 @@ def test_release_directory_gives_same_text(downloaded_run, release, tmp_path):
 
 @pytest.mark.skipif(not (SHARED / "iwslt14-de-en" / "raw").is_dir(),
                     reason=f"shared IWSLT'14 copy not found at {SHARED / 'iwslt14-de-en'}")
+@pytest.mark.slow  # the prep end to end: make test only
 def test_standard_release_counts_are_asserted(tmp_path, release):
     """Real (standard) dev/test XML + a small fabricated train: the count mismatch is an error."""
     raw = tmp_path / "raw"

@@ -15,9 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 PREPARE = REPO / "data-bin-prep" / "prepare.py"
 M30K = REPO.parent / "shared" / "data" / "multi30k-de-en"
 
-pytestmark = pytest.mark.skipif(
-    not (M30K / "raw").is_dir(), reason=f"shared Multi30k copy not found at {M30K}"
-)
+pytestmark = [pytest.mark.slow,  # the prep end to end: make test only
+              pytest.mark.skipif(not (M30K / "raw").is_dir(), reason=f"shared Multi30k copy not found at {M30K}")]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,6 @@ def test_agreement_with_release_tok(m30k):
             assert rep["share"] == 1.0, rep["examples"]
 
 
-@pytest.mark.slow  # trains: make test only
 def test_fairseq_train_opens_it(m30k, tmp_path):
     out, _ = m30k
     cmd = [
