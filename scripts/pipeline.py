@@ -1,6 +1,7 @@
 """The steps after data preparation, as demo.py and race.py run them: train (scripts/train.py), average the last
-checkpoints (scripts/average.py), translate and score (scripts/evaluate.py). Each step is a subprocess whose output
-goes to the console or, with a logfile, is appended to it; each reuses what is already done."""
+checkpoints (scripts/average.py), translate and score (scripts/evaluate.py), the teacher-forced loss
+(scripts/loss.py). Each step is a subprocess whose output goes to the console or, with a logfile, is appended to it;
+each reuses what is already done."""
 from __future__ import annotations
 
 from clitools.files import read_json
@@ -72,3 +73,11 @@ def evaluate(checkpoint, data, split, out, *flags, logfile=None):
     script("evaluate", "--checkpoint", checkpoint, "--data", data, "--split", split, "--out", out, "--reuse",
            "--quiet", *flags, logfile=logfile, what=f"{split}, {out}")
     return read_json(results), results.stat().st_mtime_ns == before
+
+
+def loss(checkpoint, data, splits, out, *flags, logfile=None):
+    """The teacher-forced loss of checkpoint on splits into the JSON file out (scripts/loss.py; reused when made of the
+    same checkpoint, data and splits); returns its {split: {loss, nll_loss}}."""
+    script("loss", "--checkpoint", checkpoint, "--data", data, "--splits", *splits, "--out", out, "--reuse", *flags,
+           logfile=logfile, what=f"loss, {out}")
+    return read_json(out)["losses"]

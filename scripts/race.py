@@ -38,7 +38,7 @@ from pathlib import Path
 from clitools.files import ensure_dir, read_json, write_json
 from datadir import layout
 
-from . import pipeline
+from . import convergence, pipeline
 from .cli import (REPO, ScriptError, add_precision, command_line, end_children, log, main_guard, nonnegative_int,
                   parser, positive_int, script_command, versions)
 from .race_report import METRICS, gate_stats, report
@@ -91,17 +91,29 @@ def run_one(model, seed, args):
     t0 = time.time()
     log(f"start {model['label']} seed {seed} -> {run_dir}")
     precision = ("--precision", args.precision)
-    train = pipeline.train(args.data, run_dir, "--preset", args.preset, "--arch", model["arch"], "--seed", seed,
-                           "--max-update", args.max_update, "--no-budget", "--threads", 1, *precision,
-                           *save_flags(args), *model["flags"], logfile=logfile)
-    ckpts = numbered_checkpoints(run_dir / "checkpoints", UPDATE)
+    flags = ("--preset", args.preset, "--arch", model["arch"], "--seed", seed, "--no-budget", "--threads", 1,
+             *precision, *model["flags"])
+    stop = None
+    if args.patience:  # to convergence: the average ends at the best validation
+        train, stop = convergence.train_to_convergence(
+            args.data, run_dir, *flags, every=args.validate_every, patience=args.patience, average=args.average,
+            max_update=args.max_update, logfile=logfile)
+        ckpts = [(u, p) for u, p in numbered_checkpoints(run_dir / "checkpoints", UPDATE) if u <= stop["best_update"]]
+    else:
+        train = pipeline.train(args.data, run_dir, *flags, "--max-update", args.max_update, *save_flags(args),
+                               logfile=logfile)
+        ckpts = numbered_checkpoints(run_dir / "checkpoints", UPDATE)
     if not ckpts:
         raise ScriptError(f"{run_dir}: training saved no update checkpoint")
     average, inputs = pipeline.average(run_dir, ckpts, args.average, logfile=logfile)
     threads = ("--threads", 1, *precision)
-    scores = {split: pipeline.evaluate(average, args.data, split, run_dir / "eval" / f"average.{split}", *threads,
-                                       *pipeline.length_cap(args.max_len_b), logfile=logfile)[0]
-              for split in args.splits}
+    scored = {"average": average} | ({"best": ckpts[-1][1]} if stop else {})  # best: the best validation's
+    scores_of = {name: {split: pipeline.evaluate(ckpt, args.data, split, run_dir / "eval" / f"{name}.{split}",
+                                                 *threads, *pipeline.length_cap(args.max_len_b), logfile=logfile)[0]
+                        for split in args.splits} for name, ckpt in scored.items()}
+    scores = scores_of["average"]
+    losses = {name: pipeline.loss(ckpt, args.data, args.splits, run_dir / "eval" / f"{name}.loss.json", *threads,
+                                  logfile=logfile) for name, ckpt in scored.items()}
     for updates, ckpt in ckpts:
         if updates % args.curve_every == 0:
             pipeline.evaluate(ckpt, args.data, "valid", run_dir / "valid_bleu" / ckpt.stem, *threads, *CURVE_CAP,
@@ -119,6 +131,8 @@ def run_one(model, seed, args):
         "averaged": [p.name for p in inputs],
         "scores": {split: {k: r[k] for k in METRICS} | {"split_source": r.get("split_source")}
                    for split, r in scores.items()},
+        "best_scores": {split: {k: r[k] for k in METRICS} for split, r in scores_of["best"].items()} if stop else None,
+        "loss": losses, "stop": stop,
         "chosen_on_valid": chosen, "chosen_scores": chosen_scores,
         "gate_stats": stats, "run_dir": str(run_dir), "race_step_seconds": round(time.time() - t0, 1),
     }
@@ -165,6 +179,13 @@ def build_parser():
     p.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="default: %(default)s")
     p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[1, 2, 3], help="default: %(default)s")
     p.add_argument("--max-update", type=positive_int, default=300, help="the budget, per run (default: %(default)s)")
+    p.add_argument("--patience", type=positive_int,
+                   help="train to convergence: stop when valid loss has not improved for this many validations "
+                        "(scripts/convergence.py), at most --max-update updates; average the last --average "
+                        "validation checkpoints ending at the best, and score the best alone too (default: a fixed "
+                        "budget of --max-update updates)")
+    p.add_argument("--validate-every", type=positive_int, default=200,
+                   help="with --patience: validate and checkpoint every N updates (default: %(default)s)")
     p.add_argument("--jobs", type=positive_int, default=2, help="runs at a time (default: %(default)s)")
     p.add_argument("--average", type=positive_int, default=3, help="average the last N update checkpoints "
                                                                      "(default: %(default)s)")

@@ -11,8 +11,10 @@ from clitools.files import write_atomic, write_json
 from .cli import BEAM, command_line, cpu_model, versions
 from .plots import collect_gates, plot_curves
 from .rundir import run_curves, training_seconds
+from .significance import bootstrap_pairs, t_interval
 
 METRICS = ("bleu_tokenized", "sacrebleu", "chrf")
+LOSSES = ("loss", "nll_loss")  # scripts/loss.py's, of the average
 UNIT = 0.01  # gate_stats: a standardised encoding value within this of +-1 counts as one bit
 
 
@@ -88,6 +90,10 @@ def aggregate(models, summaries, splits, pairs=None):
                        for split in splits},
             "last_checkpoint_valid_bleu": mean_std([s.get("last_checkpoint_valid_bleu") for s in runs]),
             "last_valid_loss": mean_std([s.get("last_valid_loss") for s in runs]),
+            "loss": {split: {k: mean_std([s["loss"]["average"][split][k] for s in runs if s.get("loss")])
+                             for k in LOSSES} for split in splits},
+            "stopped_at": mean_std([s["stop"]["last_update"] for s in runs if s.get("stop")]),
+            "best_update": mean_std([s["stop"]["best_update"] for s in runs if s.get("stop")]),
         }
     compared = []
     for m, base in comparisons(models, pairs):
@@ -106,11 +112,24 @@ def aggregate(models, summaries, splits, pairs=None):
                     # "beats by more than the seed noise": the mean gain exceeds the larger seed std of the two
                     d |= {"seed_noise": noise, "beyond_noise": len(deltas) > 1 and d["mean"] > noise}
                 pair["delta"][f"{split}.{k}"] = d
+            for k in LOSSES:
+                pair["delta"][f"{split}.{k}"] = mean_std(
+                    [g[s]["loss"]["average"][split][k] - b[s]["loss"]["average"][split][k] for s in seeds
+                     if g[s].get("loss") and b[s].get("loss")])
         for key in ("last_checkpoint_valid_bleu", "last_valid_loss"):
             pair["delta"][key] = mean_std([g[s][key] - b[s][key] for s in seeds
                                            if g[s].get(key) is not None and b[s].get(key) is not None])
+        pair["delta"] = {key: with_interval(d) for key, d in pair["delta"].items()}
+        pair["paired_bootstrap"] = bootstrap_pairs(g, b, [s for s in splits if s != "valid"])
         compared.append(pair)
     return by_model, compared
+
+
+def with_interval(d):
+    """A delta's mean_std() with its 95% t confidence interval added (ci95: [low, high] or None)."""
+    if d is not None and "ci95" not in d:
+        d["ci95"] = t_interval(d["values"])
+    return d
 
 
 def fmt(ms, digits=2):
@@ -155,6 +174,7 @@ def markdown(report):
                 cells.append("n/a" if d is None else f"{d['mean']:+.{digits}f}"
                              + (f" ± {d['std']:.{digits}f}" if d["std"] else ""))
             lines.append(f"| {p['gated']} vs {p['baseline']} | " + " | ".join(cells) + " |")
+    lines += loss_table(report) + significance_table(report)
     gates = report.get("gate_stats")
     if gates:
         lines += ["", "Gate statistics of the averaged gated models (valid sentences; mean over seeds): "
@@ -174,6 +194,46 @@ def markdown(report):
                     "mean", "min", "max", "saturated_low", "saturated_high", "spread", "sentence_spread",
                     "encoding_at_unit")) + " |")
     return "\n".join(lines) + "\n"
+
+
+def interval(d, digits):
+    if d is None:
+        return "n/a"
+    ci = f" [{d['ci95'][0]:+.{digits}f}, {d['ci95'][1]:+.{digits}f}]" if d.get("ci95") else ""
+    return f"{d['mean']:+.{digits}f}{ci}"
+
+
+def loss_table(report):
+    """Where the runs stopped (to convergence) and the average's teacher-forced NLL per split."""
+    splits, models = report["splits"], report["models"]
+    if not any(m["loss"][s]["nll_loss"] for m in models.values() for s in splits):
+        return []
+    lines = ["", "The average's teacher-forced NLL per target token (base 2, fairseq-validate; lower is better)"
+             + (", and where the runs stopped (the last validation) and their best validation" if any(
+                 m["stopped_at"] for m in models.values()) else "") + ":", "",
+             "| model | stopped at | best at | " + " | ".join(f"{s} NLL" for s in splits) + " |",
+             "|---|---|---|" + "---|" * len(splits)]
+    for label, m in models.items():
+        lines.append(f"| {label} | {fmt(m['stopped_at'], 0)} | {fmt(m['best_update'], 0)} | "
+                     + " | ".join(fmt(m["loss"][s]["nll_loss"], 3) for s in splits) + " |")
+    return lines
+
+
+def significance_table(report):
+    """Per comparison and test split: the seed-paired deltas with their 95% t interval, and the paired bootstrap's
+    p-value of each seed pair."""
+    rows = [(p, split) for p in report["pairs"] for split in p.get("paired_bootstrap") or {}]
+    if not rows:
+        return []
+    lines = ["", "Significance: seed-paired delta, model − baseline, mean [95% t confidence interval over seeds]; "
+             "paired bootstrap of sacreBLEU (sacrebleu, 1000 resamples) per seed: delta (p-value).", "",
+             "| model vs baseline | split | sacreBLEU Δ | NLL Δ | bootstrap per seed |", "|---|---|---|---|---|"]
+    for p, split in rows:
+        seeds = "; ".join(f"seed {seed}: {r['delta']:+.2f} (p={r['p_value']:.3f})"
+                          for seed, r in sorted(p["paired_bootstrap"][split].items()))
+        lines.append(f"| {p['gated']} vs {p['baseline']} | {split} | {interval(p['delta'].get(f'{split}.sacrebleu'), 2)}"
+                     f" | {interval(p['delta'].get(f'{split}.nll_loss'), 3)} | {seeds} |")
+    return lines
 
 
 def mean_gate_stats(summaries):
@@ -207,6 +267,15 @@ def value_at(points, updates):
     return next((value for u, _, value in reversed(points) if u == updates), None)
 
 
+def budget(args):
+    how = f"({args.preset} preset of scripts/train.py, one thread, {args.jobs} runs at a time)"
+    if args.patience:
+        return (f"to convergence {how}: validation every {args.validate_every} updates, stop after {args.patience} "
+                f"without a lower valid loss, at most {args.max_update} updates; the average of the last "
+                f"{args.average} validation checkpoints ending at the best; beam {BEAM}")
+    return f"{args.max_update} updates per run {how}, average of the last {args.average} update checkpoints, beam {BEAM}"
+
+
 def report(models, summaries, args, missing):
     curves = {s["run_dir"]: run_curves(s["run_dir"]) for s in summaries}  # each train.log read once
     for s in summaries:
@@ -220,8 +289,7 @@ def report(models, summaries, args, missing):
         for split, r in s["scores"].items():
             sources.setdefault(split, r.get("split_source"))
     rep = {
-        "budget": f"{args.max_update} updates per run ({args.preset} preset of scripts/train.py, one thread, "
-                  f"{args.jobs} runs at a time), average of the last {args.average} update checkpoints, beam {BEAM}",
+        "budget": budget(args),
         "max_update": args.max_update, "seeds": args.seeds, "splits": args.splits, "split_sources": sources,
         "models": by_model, "pairs": pairs, "gate_stats": mean_gate_stats(summaries), "missing_runs": missing,
         "runs": summaries, "data": str(args.data), "command": command_line(),

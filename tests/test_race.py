@@ -3,6 +3,7 @@ a rerun that reuses everything, and one-line errors."""
 import json
 import os
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -53,6 +54,17 @@ def test_report_matches_the_runs(raced):
     b = [rep["runs"][i] for i in range(4) if rep["runs"][i]["label"] == "lightconv_small"]
     deltas = [x["scores"]["test"]["sacrebleu"] - y["scores"]["test"]["sacrebleu"] for x, y in zip(g, b)]
     assert pair["delta"]["test.sacrebleu"]["mean"] == pytest.approx(statistics.fmean(deltas))
+    half = 12.706 * statistics.stdev(deltas) / 2 ** 0.5  # t(0.975, 1 degree of freedom)
+    assert pair["delta"]["test.sacrebleu"]["ci95"] == pytest.approx([statistics.fmean(deltas) - half,
+                                                                     statistics.fmean(deltas) + half])
+    for seed, (x, y) in zip((1, 2), zip(g, b)):  # the bootstrap scores what evaluate.py scored
+        boot = pair["paired_bootstrap"]["test"][str(seed)]
+        assert boot["delta"] == pytest.approx(x["scores"]["test"]["sacrebleu"] - y["scores"]["test"]["sacrebleu"],
+                                              abs=0.011) and 0 < boot["p_value"] <= 1
+    for run in rep["runs"]:  # the average's teacher-forced loss, per split, from fairseq-validate
+        made = json.loads((Path(run["run_dir"]) / "eval" / "average.loss.json").read_text())
+        assert run["loss"]["average"] == made["losses"] and set(made["losses"]) == {"valid", "test"}
+        assert made["losses"]["valid"]["loss"] > made["losses"]["valid"]["nll_loss"] > 0  # label smoothing adds
     for label in ("lightconv_small", "cgc_lightconv_small"):  # the demo's rule: the best candidate on valid
         run = out / label / "seed1"
         summary = json.loads((run / "summary.json").read_text())
@@ -130,3 +142,29 @@ def test_pairs_choose_the_comparisons(raced):
     for key in ("test.sacrebleu", "valid.bleu_tokenized", "last_valid_loss"):
         assert pair["delta"][key]["mean"] == pytest.approx(-default["delta"][key]["mean"])
     assert "| lightconv_small vs cgc_lightconv_small |" in (raced["out"] / "race.md").read_text()
+
+
+CONVERGED = ["--preset", "tiny", "--max-update", "40", "--patience", "2", "--validate-every", "4", "--average", "2",
+             "--curve-every", "4", "--max-len-b", "24", "--gate-sentences", "0", "--seeds", "1",
+             "--models", "cgc_lightconv_small", "--splits", "valid", "test"]
+
+
+def test_to_convergence(tmp_path, synthetic_data):
+    """--patience: each run stops where the rule applied to its logged valid losses says, the average ends at the
+    best validation, the best checkpoint is scored too, and the report says where the runs stopped."""
+    from scripts.convergence import state, valid_losses
+
+    out = tmp_path / "out"
+    proc = race("--data", synthetic_data, "--out", out, *CONVERGED)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for label in ("cgc_lightconv_small",):
+        run = out / label / "seed1"
+        summary = json.loads((run / "summary.json").read_text())
+        expected = state(valid_losses(run, 4), patience=2, max_update=40)
+        assert summary["stop"] == expected and expected["stopped"] in ("patience", "max_update")
+        assert [updates(n) for n in summary["averaged"]] == list(range(4, expected["best_update"] + 1, 4))[-2:]
+        assert summary["best_scores"]["test"]["sacrebleu"] == json.loads(
+            (run / "eval" / "best.test" / "results.json").read_text())["sacrebleu"]
+        assert set(summary["loss"]) == {"average", "best"}
+        assert not list((run / "checkpoints").glob("checkpoint[0-9]*.pt"))  # no end-of-epoch checkpoints
+    assert "| stopped at | best at |" in (out / "race.md").read_text()

@@ -1,0 +1,76 @@
+"""Training to convergence, the converged race's budget: validate every `every` updates, stop when the valid loss has
+not improved for `patience` validations, at most `max_update` updates.
+
+fairseq's own --patience forgets its count when a run resumes (it lives in a function attribute, not in the
+checkpoint), so an interrupted run would train longer than an uninterrupted one. Here the rule is a function of the
+valid losses in RUN/train.log, and scripts/train.py runs in chunks, each up to the first update at which the rule
+could stop: a run stops at the same update however often it was killed and resumed (fairseq reseeds every update
+and restores the data iterator, so the chunks train what one run would).
+"""
+from __future__ import annotations
+
+from clitools.files import read_json
+
+from .cli import ScriptError
+from .pipeline import train
+from .rundir import read_log
+
+NO_EPOCH_EVENTS = "1000000"  # epochs: no end-of-epoch validation or checkpoint, only the every-N-updates ones
+
+
+def fairseq_flags(every, patience, average):
+    """fairseq-train flags: a checkpoint and a validation every `every` updates, and no others; enough of them kept
+    for an average of `average` checkpoints ending at the best, `patience` validations before the stop."""
+    return ["--save-interval-updates", str(every), "--keep-interval-updates", str(patience + average),
+            "--save-interval", NO_EPOCH_EVENTS, "--validate-interval", NO_EPOCH_EVENTS, "--no-epoch-checkpoints"]
+
+
+def valid_losses(run_dir, every):
+    """[(updates, valid loss)] of the run's validations at multiples of `every`, in order (a validation repeated
+    after a resume counts once, the later record)."""
+    log = run_dir / "train.log"
+    if not log.is_file():
+        return []
+    by_update = {}
+    for r in read_log(log)["valid"]:
+        updates = int(r.get("valid_num_updates") or 0)
+        if updates and updates % every == 0 and r.get("valid_loss") is not None:
+            by_update[updates] = r["valid_loss"]
+    return sorted(by_update.items())
+
+
+def state(losses, patience, max_update):
+    """What the rule says of the validations so far: {best_update, best_loss, last_update, since_best, stopped
+    ("patience", "max_update" or None)}. An improvement is a strictly lower loss as logged (3 decimals)."""
+    best_update = best_loss = None
+    since_best = 0
+    for updates, loss in losses:
+        if best_loss is None or loss < best_loss:
+            best_update, best_loss, since_best = updates, loss, 0
+        else:
+            since_best += 1
+    last = losses[-1][0] if losses else 0
+    stopped = "patience" if since_best >= patience else "max_update" if last >= max_update else None
+    return {"best_update": best_update, "best_loss": best_loss, "last_update": last, "since_best": since_best,
+            "stopped": stopped, "validations": len(losses)}
+
+
+def next_stop(st, every, patience, max_update):
+    """The first update at which the rule could stop: the next chunk's --max-update."""
+    return min(max_update, st["last_update"] + every * (patience - st["since_best"]))
+
+
+def train_to_convergence(data, run_dir, *flags, every, patience, average, max_update, logfile=None):
+    """scripts/train.py in chunks (a chunk is a resume with a larger --max-update) until the rule stops; returns
+    (RUN/train.json of the last chunk, the rule's final state())."""
+    if max_update % every:
+        raise ScriptError(f"--max-update {max_update} is not a multiple of the validation interval {every}")
+    while True:
+        st = state(valid_losses(run_dir, every), patience, max_update)
+        if st["stopped"]:
+            return read_json(run_dir / "train.json"), st
+        target = next_stop(st, every, patience, max_update)
+        train(data, run_dir, *flags, *fairseq_flags(every, patience, average), "--max-update", target, logfile=logfile)
+        after = valid_losses(run_dir, every)
+        if not after or after[-1][0] != target:  # fairseq stopped early (another stopping flag): the rule cannot go on
+            raise ScriptError(f"{run_dir}: training stopped before update {target} (see {run_dir / 'train.log'})")
