@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup demo test test-fast race bench gpu-check prep-multi30k prep-iwslt14 prep-iwslt14-eval clean-venv
+.PHONY: setup demo test test-fast race bench gpu-check gpu-bundle prep-multi30k prep-iwslt14 prep-iwslt14-eval clean-venv
 
 SHARED ?= ../shared/data
 
@@ -49,6 +49,12 @@ bench: setup data-bin/multi30k.de-en/manifest.json
 GPU_CHECK_ARGS ?=
 gpu-check: setup data-bin/multi30k.de-en/manifest.json
 	$(PY) -m scripts.gpu_check --out runs/gpu-check $(GPU_CHECK_ARGS)
+
+# The GPU check's wheels for the lent machine's image (Python 3.12, torch 2.11): .whl/ (< 48 MiB); the device call
+# that installs and runs them: docs/usage.md
+GPU_PYTHON ?= $(shell command -v python3.12 || echo $(HOME)/.pyenv/versions/3.12.1/bin/python)
+gpu-bundle:
+	bash scripts/gpu_bundle.sh $(GPU_PYTHON)
 
 data-bin/multi30k.de-en/manifest.json:
 	$(MAKE) prep-multi30k
