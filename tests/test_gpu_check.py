@@ -44,3 +44,19 @@ def test_cuda_steps_cover_the_issue(tmp_path):
 def test_missing_data_dir(tmp_path):
     check_error(script("gpu_check", "--out", tmp_path / "o", "--data", tmp_path / "none", check=False),
                 "data dir not found")
+
+
+def test_the_device_script_names_what_it_needs(tmp_path):
+    """scripts/gpu_device.sh in a checkout without the bundle: one error line, exit 1, nothing installed."""
+    import shutil
+    import subprocess
+
+    from tests.helpers import REPO
+
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO / "scripts" / "gpu_device.sh", tmp_path / "scripts")
+    proc = subprocess.run(["bash", str(tmp_path / "scripts" / "gpu_device.sh")], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out")})
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        "error: carry .whl (make gpu-bundle) and data-bin/multi30k.de-en (make prep-multi30k)"]
+    assert not (tmp_path / "out").exists()
