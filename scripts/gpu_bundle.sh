@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make gpu-bundle`: .whl/, the wheels the GPU check needs on the lent machine's image (Python 3.12, torch 2.11 with
-# CUDA, sacrebleu and sentencepiece; no network), under the 64 MiB a device call carries: fairseq-fixed built here
-# against that torch (debug symbols stripped), and every other package the plugin, the scripts and the tests import.
+# CUDA, sacrebleu and sentencepiece; no network), under the 64 MiB a device call carries: fairseq-fixed's Python 3.12
+# wheel (PyPI's manylinux one where there is one, else built here against that torch; debug symbols stripped; its
+# torch-linked libnat/libbase, which nothing here imports, may not match the image's torch), and every other package
+# the plugin, the scripts and the tests import.
 #   bash scripts/gpu_bundle.sh PYTHON3.12 [TORCH_VERSION]      (the build venv .whl-build/ is kept for reruns)
 # On the device: bash scripts/gpu_device.sh (installs them with pip --no-index and runs the check).
 set -euo pipefail
