@@ -84,7 +84,9 @@ def run_one(model, seed, args):
         if made != {"arch": model["arch"], "flags": model["flags"], "seed": seed}:
             raise ScriptError(f"{run_dir} is a run of {made}, not of this model {model['label']!r} "
                               f"({model['arch']} {' '.join(model['flags'])}, seed {seed}): use another --out")
-        if summary.get("max_update") == args.max_update:
+        rule = {"max_update": args.max_update, "patience": args.patience, "average": args.average,
+                "validate_every": args.validate_every if args.patience else None}
+        if all(summary.get(k, v) == v for k, v in rule.items()):  # an older summary lacks all but max_update
             return summary
     logfile = run_dir / "race.log"
     ensure_dir(run_dir)
@@ -126,7 +128,9 @@ def run_one(model, seed, args):
     last = scores[args.splits[0]]["checkpoint"]
     summary = {
         "label": model["label"], "arch": model["arch"], "flags": model["flags"], "seed": seed,
-        "max_update": args.max_update, "updates": last.get("num_updates"),
+        "max_update": args.max_update, "patience": args.patience, "average": args.average,
+        "validate_every": args.validate_every if args.patience else None,
+        "updates": stop["last_update"] if stop else last.get("num_updates"),  # where training stopped
         "training_wall_seconds": train.get("wall_seconds"), "parameters": scores[args.splits[0]]["parameters"],
         "averaged": [p.name for p in inputs],
         "scores": {split: {k: r[k] for k in METRICS} | {"split_source": r.get("split_source")}

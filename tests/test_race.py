@@ -165,6 +165,6 @@ def test_to_convergence(tmp_path, synthetic_data):
         assert [updates(n) for n in summary["averaged"]] == list(range(4, expected["best_update"] + 1, 4))[-2:]
         assert summary["best_scores"]["test"]["sacrebleu"] == json.loads(
             (run / "eval" / "best.test" / "results.json").read_text())["sacrebleu"]
-        assert set(summary["loss"]) == {"average", "best"}
+        assert set(summary["loss"]) == {"average", "best"} and summary["updates"] == expected["last_update"]
         assert not list((run / "checkpoints").glob("checkpoint[0-9]*.pt"))  # no end-of-epoch checkpoints
     assert "| stopped at | best at |" in (out / "race.md").read_text()
