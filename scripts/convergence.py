@@ -5,15 +5,22 @@ fairseq's own --patience forgets its count when a run resumes (it lives in a fun
 checkpoint), so an interrupted run would train longer than an uninterrupted one. Here the rule is a function of the
 valid losses in RUN/train.log, and scripts/train.py runs in chunks, each up to the first update at which the rule
 could stop: a run stops at the same update however often it was killed and resumed (fairseq reseeds every update
-and restores the data iterator, so the chunks train what one run would).
+and restores the data iterator, so the chunks train what one run would). fairseq validates and names a checkpoint
+at every N updates except at an epoch's last update: a chunk ends at each update that is both (fairseq's stop
+validates and saves there) and its checkpoint_last.pt is copied to the numbered name.
 """
 from __future__ import annotations
+
+import math
+import os
+import shutil
 
 from clitools.files import read_json
 
 from .cli import ScriptError
+from .checkpoint import load_checkpoint
 from .pipeline import train
-from .rundir import read_log
+from .rundir import UPDATE, numbered_checkpoints, read_log
 
 NO_EPOCH_EVENTS = "1000000"  # epochs: no end-of-epoch validation or checkpoint, only the every-N-updates ones
 
@@ -55,9 +62,42 @@ def state(losses, patience, max_update):
             "stopped": stopped, "validations": len(losses)}
 
 
-def next_stop(st, every, patience, max_update):
-    """The first update at which the rule could stop: the next chunk's --max-update."""
-    return min(max_update, st["last_update"] + every * (patience - st["since_best"]))
+def epoch_updates(run_dir):
+    """Updates per epoch (the same every epoch: fixed batches, reshuffled), once the first epoch has ended; else None."""
+    log = run_dir / "train.log"
+    if not log.is_file():
+        return None
+    recs = read_log(log)
+    if not any((r.get("epoch") or 0) >= 2 for r in recs["train_inner"]):
+        return None
+    return max(int(r["train_num_updates"]) for r in recs["train"] if r.get("epoch") == 1 and r.get("train_num_updates"))
+
+
+def next_stop(st, every, patience, max_update, epoch=None):
+    """The next chunk's --max-update: the first update at which the rule could stop, or, before it, the next
+    multiple of `every` that ends an epoch (while the epoch's length is unknown: the next multiple)."""
+    target = min(max_update, st["last_update"] + every * (patience - st["since_best"]))
+    both = every if epoch is None else math.lcm(epoch, every)
+    return min(target, (st["last_update"] // both + 1) * both)
+
+
+def number_the_last(run_dir, updates, strict=True):
+    """Give the checkpoint of a chunk's last update its numbered name where fairseq gave it none (an epoch's end).
+    Not strict (a rerun after a kill): nothing when checkpoint_last.pt is of another update (the update is redone)."""
+    ckpts = run_dir / "checkpoints"
+    if any(u == updates for u, _ in numbered_checkpoints(ckpts, UPDATE)):
+        return
+    last = ckpts / "checkpoint_last.pt"
+    if not strict and not last.is_file():
+        return
+    state = load_checkpoint(last, mmap=True)
+    if state["optimizer_history"][-1]["num_updates"] != updates:
+        if not strict:
+            return
+        raise ScriptError(f"{last} is not the checkpoint of update {updates}")
+    name = ckpts / f"checkpoint_{state['extra_state']['train_iterator']['epoch']}_{updates}.pt"
+    shutil.copyfile(last, name.with_suffix(".tmp"))
+    os.replace(name.with_suffix(".tmp"), name)
 
 
 def train_to_convergence(data, run_dir, *flags, every, patience, average, max_update, logfile=None):
@@ -67,10 +107,13 @@ def train_to_convergence(data, run_dir, *flags, every, patience, average, max_up
         raise ScriptError(f"--max-update {max_update} is not a multiple of the validation interval {every}")
     while True:
         st = state(valid_losses(run_dir, every), patience, max_update)
+        if st["last_update"]:  # a kill may have come between the last chunk's end and its numbering
+            number_the_last(run_dir, st["last_update"], strict=False)
         if st["stopped"]:
             return read_json(run_dir / "train.json"), st
-        target = next_stop(st, every, patience, max_update)
+        target = next_stop(st, every, patience, max_update, epoch_updates(run_dir))
         train(data, run_dir, *flags, *fairseq_flags(every, patience, average), "--max-update", target, logfile=logfile)
         after = valid_losses(run_dir, every)
         if not after or after[-1][0] != target:  # fairseq stopped early (another stopping flag): the rule cannot go on
             raise ScriptError(f"{run_dir}: training stopped before update {target} (see {run_dir / 'train.log'})")
+        number_the_last(run_dir, target)

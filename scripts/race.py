@@ -101,6 +101,8 @@ def run_one(model, seed, args):
             args.data, run_dir, *flags, every=args.validate_every, patience=args.patience, average=args.average,
             max_update=args.max_update, logfile=logfile)
         ckpts = [(u, p) for u, p in numbered_checkpoints(run_dir / "checkpoints", UPDATE) if u <= stop["best_update"]]
+        if ckpts and ckpts[-1][0] != stop["best_update"]:
+            raise ScriptError(f"{run_dir}: no checkpoint of the best validation (update {stop['best_update']})")
     else:
         train = pipeline.train(args.data, run_dir, *flags, "--max-update", args.max_update, *save_flags(args),
                                logfile=logfile)

@@ -18,9 +18,14 @@ def test_the_rule_stops_after_patience_validations_without_a_lower_loss():
 
 def test_a_chunk_ends_where_the_rule_could_first_stop():
     st = convergence.state([(200, 5.0), (400, 4.5), (600, 4.6)], patience=5, max_update=6000)
-    assert convergence.next_stop(st, every=200, patience=5, max_update=6000) == 600 + 4 * 200
-    assert convergence.next_stop(st, every=200, patience=5, max_update=1000) == 1000
-    assert convergence.next_stop(convergence.state([], 5, 6000), every=200, patience=5, max_update=6000) == 1000
+    assert convergence.next_stop(st, every=200, patience=5, max_update=6000, epoch=130) == 600 + 4 * 200
+    assert convergence.next_stop(st, every=200, patience=5, max_update=1000, epoch=130) == 1000
+    assert convergence.next_stop(convergence.state([], 5, 6000), every=200, patience=5, max_update=6000,
+                                 epoch=130) == 1000
+    # an update that is a multiple of 200 and ends an epoch of 130 (2600) ends a chunk; an unknown epoch: every 200
+    st = convergence.state([(2000, 4.0), (2200, 3.9)], patience=5, max_update=6000)
+    assert convergence.next_stop(st, every=200, patience=5, max_update=6000, epoch=130) == 2600
+    assert convergence.next_stop(st, every=200, patience=5, max_update=6000) == 2400
 
 
 def test_chunks_train_until_the_rule_stops_and_a_rerun_trains_nothing(tmp_path, monkeypatch):
@@ -36,6 +41,8 @@ def test_chunks_train_until_the_rule_stops_and_a_rerun_trains_nothing(tmp_path, 
         (run_dir / "train.json").write_text('{"status": "finished"}')
 
     monkeypatch.setattr(convergence, "train", fake_train)
+    monkeypatch.setattr(convergence, "epoch_updates", lambda run_dir: 130)
+    monkeypatch.setattr(convergence, "number_the_last", lambda run_dir, updates, strict=True: None)
     monkeypatch.setattr(convergence, "valid_losses", lambda run_dir, every: [(u, curve[u]) for u in done])
     record, st = convergence.train_to_convergence("DATA", tmp_path, every=200, patience=4, average=5, max_update=6000)
     assert (st["best_update"], st["last_update"], st["stopped"]) == (800, 1600, "patience")
@@ -46,8 +53,9 @@ def test_chunks_train_until_the_rule_stops_and_a_rerun_trains_nothing(tmp_path, 
 
 def test_a_training_that_stops_short_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(convergence, "train", lambda *a, **k: None)
+    monkeypatch.setattr(convergence, "epoch_updates", lambda run_dir: None)
     monkeypatch.setattr(convergence, "valid_losses", lambda run_dir, every: [])
-    with pytest.raises(convergence.ScriptError, match="stopped before update 1000"):
+    with pytest.raises(convergence.ScriptError, match="stopped before update 200"):
         convergence.train_to_convergence("DATA", tmp_path, every=200, patience=5, average=5, max_update=6000)
 
 
