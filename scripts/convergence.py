@@ -12,10 +12,9 @@ validates and saves there) and its checkpoint_last.pt is copied to the numbered 
 from __future__ import annotations
 
 import math
-import os
 import shutil
 
-from clitools.files import read_json
+from clitools.files import atomic_path, read_json
 
 from .cli import ScriptError
 from .checkpoint import load_checkpoint
@@ -90,14 +89,13 @@ def number_the_last(run_dir, updates, strict=True):
     last = ckpts / "checkpoint_last.pt"
     if not strict and not last.is_file():
         return
-    state = load_checkpoint(last, mmap=True)
-    if state["optimizer_history"][-1]["num_updates"] != updates:
+    saved = load_checkpoint(last, mmap=True)
+    if saved["optimizer_history"][-1]["num_updates"] != updates:
         if not strict:
             return
         raise ScriptError(f"{last} is not the checkpoint of update {updates}")
-    name = ckpts / f"checkpoint_{state['extra_state']['train_iterator']['epoch']}_{updates}.pt"
-    shutil.copyfile(last, name.with_suffix(".tmp"))
-    os.replace(name.with_suffix(".tmp"), name)
+    with atomic_path(ckpts / f"checkpoint_{saved['extra_state']['train_iterator']['epoch']}_{updates}.pt") as tmp:
+        shutil.copyfile(last, tmp)
 
 
 def train_to_convergence(data, run_dir, *flags, every, patience, average, max_update, logfile=None):

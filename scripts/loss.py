@@ -7,7 +7,7 @@ Per split: `loss`, the training criterion's (the small and paper presets: label-
 `nll_loss`, the negative log-likelihood of the reference, both per target token in base 2, as fairseq logs them
 (3 decimals). Lower is better; unlike BLEU, no search is involved, so the seed noise is small. Writes OUT (JSON:
 the losses, the checkpoint, the fairseq command, versions); --reuse does nothing when OUT is from the same
-checkpoint file, data dir and splits.
+checkpoint file, data dir, splits and precision.
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def build_parser():
     p.add_argument("--max-tokens", type=positive_int, default=4000, help="tokens per batch (default: %(default)s)")
     add_threads(p)
     add_precision(p, "precision of the forward pass")
-    p.add_argument("--reuse", action="store_true", help="do nothing when OUT is from the same checkpoint, data, splits")
+    p.add_argument("--reuse", action="store_true",
+                   help="do nothing when OUT is from the same checkpoint, data, splits and precision")
     return p
 
 
@@ -72,7 +73,7 @@ def main(argv=None):
         check_split(data, split)
     if not ckpt.is_file():
         raise ScriptError(f"checkpoint not found: {ckpt}")
-    made_of = identity(ckpt, data, args.splits)
+    made_of = identity(ckpt, data, args.splits) | {"precision": args.precision}
     if args.reuse and args.out.is_file() and read_json(args.out).get("made_of") == made_of:
         log(f"reusing {args.out}")
         return 0

@@ -122,7 +122,7 @@ def run_one(model, seed, args):
         if updates % args.curve_every == 0:
             pipeline.evaluate(ckpt, args.data, "valid", run_dir / "valid_bleu" / ckpt.stem, *threads, *CURVE_CAP,
                               logfile=logfile)
-    chosen, chosen_scores = choose_on_valid(run_dir, average, scores, args, threads, logfile)
+    chosen, chosen_scores = choose_on_valid(run_dir, scored, scores_of, args, threads, logfile)
     stats = None
     if model["arch"].startswith("cgc_") and args.gate_sentences:
         stats = gate_stats(average, args.data, args.gate_sentences)
@@ -148,16 +148,18 @@ def run_one(model, seed, args):
     return summary
 
 
-def choose_on_valid(run_dir, average, scores, args, flags, logfile):
+def choose_on_valid(run_dir, scored, scores_of, args, flags, logfile):
     """The model the run would hand a user, by the demo's rule (pipeline.choose_on_valid: the average, the last or
-    fairseq's best-valid checkpoint, on valid BLEU): (its name, its scores on every split). The race's comparisons
-    stay on the average (its fixed rule); this is reported beside them."""
+    the best-valid checkpoint, on valid BLEU): (its name, its scores on every split). The checkpoints already
+    scored ({name: checkpoint}, their scores_of) stand for their names (to convergence: the rule's best validation
+    for fairseq's checkpoint_best.pt). The race's comparisons stay on the average (its fixed rule); this is
+    reported beside them."""
     if "valid" not in args.splits:
         return None, None
-    candidates = pipeline.candidates(run_dir, average)
+    candidates = pipeline.candidates(run_dir, scored["average"]) | scored
 
-    def evaluate(name, split):  # each candidate and split scored once (the average's already are)
-        return scores[split] if name == "average" else pipeline.evaluate(
+    def evaluate(name, split):  # each candidate and split scored once
+        return scores_of[name][split] if name in scores_of else pipeline.evaluate(
             candidates[name], args.data, split, run_dir / "eval" / f"{name}.{split}", *flags,
             *pipeline.length_cap(args.max_len_b), logfile=logfile)[0]
 
@@ -236,6 +238,8 @@ def main(argv=None):
     unknown = sorted({label for pair in args.pairs or [] for label in pair} - set(labels))
     if unknown:
         raise ScriptError(f"--pairs: no model labelled {', '.join(unknown)} (models: {', '.join(labels)})")
+    if args.patience and args.max_update % args.validate_every:
+        raise ScriptError(f"--max-update {args.max_update} is not a multiple of --validate-every {args.validate_every}")
     if args.detach:
         detach(argv, args.out)
         return 0

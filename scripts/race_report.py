@@ -279,8 +279,6 @@ def budget(args):
 def report(models, summaries, args, missing):
     curves = {s["run_dir"]: run_curves(s["run_dir"]) for s in summaries}  # each train.log read once
     for s in summaries:
-        if s.get("stop"):  # where a converged run stopped (summaries before this field held the best's update)
-            s["updates"] = s["stop"]["last_update"]
         c = curves[s["run_dir"]]
         s["training_wall_seconds"] = training_seconds(c) or s.get("training_wall_seconds")
         s["last_checkpoint_valid_bleu"] = value_at(c["bleu"], s["updates"])

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start (or continue) the converged race (rule.txt) from its pinned worktree: git worktree add ../race-converged-wt
-# race-converged-v2; then, from /work/main: bash docs/results/race_converged/start.sh --detach
+# race-converged-v3; then, from /work/main: bash docs/results/race_converged/start.sh --detach
 set -euo pipefail
 cd /work/main
 mkdir -p runs/race-converged
