@@ -2,6 +2,7 @@
 plot, print a summary. A rerun reuses every finished step.
 
     python -m scripts.demo [--budget-minutes 30] [--corpus auto|iwslt14|multi30k] [--data DIR] [--run-dir DIR]
+    python -m scripts.demo --run-dir runs/demo-warmup150 --warmup-updates 150   # extra flags go to fairseq-train
 
 Corpus (--corpus auto): IWSLT'14 De-En when a local copy of the full release (the train.tags.de-en.* training
 files, or de-en.tgz) is found under ../shared/data/iwslt14-de-en or --iwslt14-raw; otherwise the local
@@ -13,7 +14,7 @@ checkpoints of the small preset, every 50 updates, else the epoch checkpoints), 
 checkpoint and of the candidates: the average, checkpoint_last.pt and checkpoint_best.pt (fairseq's best valid
 loss); the one with the highest valid BLEU is the model the demo hands you (scripts/pipeline.py, as the race
 chooses), 5 test BLEU of the chosen one and, beside it, of the others (scripts/evaluate.py), 6 plots of the chosen
-one (scripts/plots.py).
+one (scripts/plots.py). Flags the demo does not know go to fairseq-train after the preset's (scripts/train.py).
 The console gets the step headers, a progress line during training and the summary; the full logs go to the run
 dir (RUN_DIR/demo.log: data preparation, averaging, evaluation, plots; RUN_DIR/train.log: fairseq-train).
 RUN_DIR/summary.json holds the numbers and paths printed at the end.
@@ -126,7 +127,8 @@ def build_parser():
 
 @main_guard
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args, train_flags = build_parser().parse_known_args(argv)
+    train_flags = [a for a in train_flags if a != "--"]
     t0 = time.time()
     step(1, "data")
     corpus, raw, why = choose_corpus(args)
@@ -141,7 +143,7 @@ def main(argv=None):
     precision = ["--precision", args.precision]
     threads = ["--threads", args.threads] if args.threads else []  # else each step's default: every core
     train_meta = pipeline.train(data, run_dir, "--preset", args.preset, "--arch", args.arch, "--budget-minutes",
-                                args.budget_minutes, *precision, *threads, "--quiet")
+                                args.budget_minutes, *precision, *threads, "--quiet", *train_flags)
     gen = pipeline.length_cap(args.max_len_b) + precision + threads
 
     step(3, f"average the last {args.average} checkpoints")
@@ -177,7 +179,7 @@ def main(argv=None):
     split_src = result.get("split_source") or args.split
     summary = {
         "corpus": corpus, "corpus_reason": why, "data_bin": str(data), "arch": args.arch,
-        "parameters": result["parameters"], "budget_minutes": args.budget_minutes, "precision": args.precision,
+        "parameters": result["parameters"], "budget_minutes": args.budget_minutes, "precision": args.precision, "train_flags": train_flags,
         "threads": train_meta.get("threads"), "machine": train_meta.get("machine"),
         "training_wall_seconds": train_meta.get("wall_seconds"), "updates": last["checkpoint"]["num_updates"],
         "epochs_started": last["checkpoint"]["epoch"], "averaged": [p.name for p in avg_inputs], "split": args.split,

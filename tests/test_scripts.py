@@ -264,11 +264,13 @@ def test_demo_corpus_choice(tmp_path, monkeypatch):
 
 def test_demo_end_to_end_and_rerun_reuses(trained, tmp_path):
     """scripts/demo.py on the synthetic data dir (tiny preset): summary, results and PNGs; a rerun reuses every
-    finished step."""
+    finished step; flags it does not know go to fairseq-train."""
     args = ("--data", trained["data"], "--run-dir", tmp_path / "demo", "--preset", "tiny", "--budget-minutes",
             0.4, "--average", 2, "--max-len-b", 24)
-    first = script("demo", *args)
+    first = script("demo", *args, "--clip-norm", 0.5)
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["train_flags"] == ["--clip-norm", "0.5"]
+    assert json.loads((tmp_path / "demo" / "train.json").read_text())["fairseq_command"][-2:] == ["--clip-norm", "0.5"]
     assert "synthetic" in first.stdout and "tokenized BLEU" in first.stdout and "sacreBLEU" in first.stdout
     for name in ("average", "last", "best"):  # the scores of the results.json files it names
         results = json.loads(Path(summary["results_json"][name]).read_text())
@@ -281,11 +283,12 @@ def test_demo_end_to_end_and_rerun_reuses(trained, tmp_path):
         assert Path(path).is_file(), path
     assert {Path(p).name for p in summary["pngs"]} == {"curves.png", "gates_encoder.png", "gates_decoder.png"}
     assert list((tmp_path / "demo" / "valid_bleu").glob("*/results.json"))
-    second = script("demo", *args)
+    check_error(script("demo", *args, check=False), "only the budget may change")  # another fairseq command
+    second = script("demo", *args, "--clip-norm", 0.5)
     assert "training already finished" in second.stdout and "the same checkpoints and newer than them" in second.stdout
     assert second.stdout.count("reusing ") >= 3  # data, average, evaluations
     assert json.loads((tmp_path / "demo" / "summary.json").read_text())["average"] == summary["average"]
-    script("demo", *args[:-4], "--average", 1, "--max-len-b", 24)  # another N: the average is remade
+    script("demo", *args[:-4], "--average", 1, "--max-len-b", 24, "--clip-norm", 0.5)  # another N: the average is remade
     assert json.loads((tmp_path / "demo" / "summary.json").read_text())["averaged"] == summary["averaged"][-1:]
 
 
