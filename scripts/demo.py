@@ -179,7 +179,8 @@ def main(argv=None):
     split_src = result.get("split_source") or args.split
     summary = {
         "corpus": corpus, "corpus_reason": why, "data_bin": str(data), "arch": args.arch,
-        "parameters": result["parameters"], "budget_minutes": args.budget_minutes, "precision": args.precision, "train_flags": train_flags,
+        "parameters": result["parameters"], "budget_minutes": args.budget_minutes, "precision": args.precision,
+        "train_flags": train_flags,
         "threads": train_meta.get("threads"), "machine": train_meta.get("machine"),
         "training_wall_seconds": train_meta.get("wall_seconds"), "updates": last["checkpoint"]["num_updates"],
         "epochs_started": last["checkpoint"]["epoch"], "averaged": [p.name for p in avg_inputs], "split": args.split,

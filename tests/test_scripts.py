@@ -288,7 +288,8 @@ def test_demo_end_to_end_and_rerun_reuses(trained, tmp_path):
     assert "training already finished" in second.stdout and "the same checkpoints and newer than them" in second.stdout
     assert second.stdout.count("reusing ") >= 3  # data, average, evaluations
     assert json.loads((tmp_path / "demo" / "summary.json").read_text())["average"] == summary["average"]
-    script("demo", *args[:-4], "--average", 1, "--max-len-b", 24, "--clip-norm", 0.5)  # another N: the average is remade
+    # another N: the average is remade
+    script("demo", *args[:-4], "--average", 1, "--max-len-b", 24, "--clip-norm", 0.5)
     assert json.loads((tmp_path / "demo" / "summary.json").read_text())["averaged"] == summary["averaged"][-1:]
 
 
