@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Start (or continue) the converged race (rule.txt) from its pinned worktree, then its DynamicConv race:
-#   git worktree add ../race-converged-wt race-converged-v3       # once per machine
 #   bash docs/results/race_converged/start.sh --detach            # from /work/main; log: runs/race-converged/queue.log
+# On a fresh machine it first makes what the race needs: the venv and data-bin (make), the tag and its worktree.
 # The LightConv race runs 2 at a time. When only its last run is left, the DynamicConv race takes the idle core
 # (--jobs 1); when the LightConv race ends, the DynamicConv race is restarted with --jobs 2 (it resumes from its
-# checkpoint_last.pt, losing at most 200 updates of one run). Each race logs to its OUT/race.log.
+# checkpoint_last.pt, losing at most 200 updates of one run). Each race logs to its OUT/race.log. Every minute,
+# keep.sh copies newly finished runs' small files under docs/results/race_converged/ (commit them).
 set -euo pipefail
 cd /work/main
 LIGHT=runs/race-converged DYN=runs/race-converged-dynamicconv
@@ -15,6 +16,12 @@ if [ "${1:-}" = --detach ]; then
   exit 0
 fi
 say() { echo "[$(date -u +%H:%M:%S)] $*"; }
+TAG=race-converged-v3 TAG_COMMIT=bca07c6 WT=/work/race-converged-wt
+make -s setup >/dev/null
+[ -f data-bin/multi30k.de-en/manifest.json ] || { say "making data-bin"; make -s prep-multi30k >/dev/null; }
+git rev-parse -q --verify "refs/tags/$TAG" >/dev/null || git tag "$TAG" "$TAG_COMMIT"
+[ -d "$WT" ] || git worktree add "$WT" "$TAG" >/dev/null
+[ "$(git -C "$WT" rev-parse HEAD)" = "$(git rev-parse "$TAG^{commit}")" ] || { say "error: $WT is not at $TAG"; exit 1; }
 # a fresh machine: the finished runs kept in git are reused as finished
 mkdir -p $LIGHT $DYN
 if [ -d docs/results/race_converged/runs ]; then cp -an docs/results/race_converged/runs/. $LIGHT/; fi
@@ -33,7 +40,7 @@ BUDGET=(--seeds "${SEEDS[@]}" --patience 5 --validate-every 200 --max-update 600
         --precision fp32)
 race() {  # OUT, then race.py's flags; run it with & (it replaces that subshell; the EXIT trap stops it)
   local out=$1; shift
-  cd /work/race-converged-wt
+  cd "$WT"
   exec /work/main/.venv/bin/python -m scripts.race --data /work/main/data-bin/multi30k.de-en \
     --out "/work/main/$out" "${BUDGET[@]}" "$@" >> "/work/main/$out/race.log" 2>&1
 }
@@ -42,15 +49,22 @@ dynamicconv_race() {  # --jobs N
     --jobs "$1"
 }
 trap 'exit 143' TERM INT
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; bash docs/results/race_converged/keep.sh' EXIT
+finished() { find $LIGHT $DYN -path '*/seed*/summary.json' | wc -l; }
+bash docs/results/race_converged/keep.sh; kept=$(finished)  # a run that finished while no queue ran
+keep_new() {  # keep.sh when a run has finished since the last call
+  local now; now=$(finished)
+  if [ "$now" != "$kept" ]; then bash docs/results/race_converged/keep.sh && say "kept the finished runs ($now)"; kept=$now; fi
+}
 
 say "LightConv race -> $LIGHT"
 race $LIGHT --models "${MODELS[@]}" --pairs "${PAIRS[@]}" --jobs 2 & light=$!
 runs=$(( ${#MODELS[@]} * ${#SEEDS[@]} )) dyn=
 while kill -0 $light 2>/dev/null; do
-  finished=$(find $LIGHT -path '*/seed*/summary.json' | wc -l)
-  if [ -z "$dyn" ] && [ "$finished" -ge $((runs - 1)) ]; then
-    say "LightConv: $finished of $runs runs finished; DynamicConv race on the idle core (--jobs 1) -> $DYN"
+  keep_new
+  light_finished=$(find $LIGHT -path '*/seed*/summary.json' | wc -l)
+  if [ -z "$dyn" ] && [ "$light_finished" -ge $((runs - 1)) ]; then
+    say "LightConv: $light_finished of $runs runs finished; DynamicConv race on the idle core (--jobs 1) -> $DYN"
     dynamicconv_race 1 & dyn=$!
   fi
   sleep 60 & wait $!
@@ -67,6 +81,7 @@ if [ -n "$dyn" ]; then
 fi
 say "DynamicConv race (--jobs 2) -> $DYN"
 dynamicconv_race 2 & dyn=$!
+while kill -0 $dyn 2>/dev/null; do keep_new; sleep 60 & wait $!; done
 if ! wait $dyn; then
   say "error: the DynamicConv race failed (see $DYN/race.log)"
   exit 1
