@@ -6,11 +6,13 @@ import os
 import statistics
 import time
 
-from clitools.files import write_atomic, write_json
+from pathlib import Path
+
+from clitools.files import read_json, write_atomic, write_json
 
 from .cli import BEAM, command_line, cpu_model, versions
 from .plots import collect_gates, plot_curves
-from .rundir import run_curves, training_seconds
+from .rundir import run_curves, training_seconds, wall_at
 from .significance import bootstrap_pairs, t_interval
 
 METRICS = ("bleu_tokenized", "sacrebleu", "chrf")
@@ -82,10 +84,7 @@ def aggregate(models, summaries, splits, pairs=None):
         by_model[m["label"]] = {
             "arch": m["arch"], "flags": m["flags"], "seeds": [s["seed"] for s in runs],
             "parameters": runs[0]["parameters"] if runs else None,
-            "training_minutes": mean_std([s["training_wall_seconds"] / 60 for s in runs
-                                          if s["training_wall_seconds"]]),
-            "updates_per_hour": mean_std([s["updates"] * 3600 / s["training_wall_seconds"] for s in runs
-                                          if s["training_wall_seconds"] and s.get("updates")]),
+            "speed": speed(runs),
             "scores": {split: {k: mean_std([s["scores"][split][k] for s in runs]) for k in METRICS}
                        for split in splits},
             "last_checkpoint_valid_bleu": mean_std([s.get("last_checkpoint_valid_bleu") for s in runs]),
@@ -125,6 +124,27 @@ def aggregate(models, summaries, splits, pairs=None):
     return by_model, compared
 
 
+def updates_per_hour(run):
+    """A run's training speed (None without a training clock)."""
+    if run["training_wall_seconds"] and run.get("updates"):
+        return run["updates"] * 3600 / run["training_wall_seconds"]
+    return None
+
+
+def speed(runs):
+    """Per CPU model (speeds are not comparable across CPUs): runs, training minutes, updates per hour and, to
+    convergence, the training minutes to the best validation, each mean +- std over those runs."""
+    out = {}
+    for cpu in dict.fromkeys(r.get("cpu") or "unknown" for r in runs):
+        these = [r for r in runs if (r.get("cpu") or "unknown") == cpu]
+        out[cpu] = {"runs": len(these),
+                    "training_minutes": mean_std([r["training_wall_seconds"] / 60 for r in these
+                                                  if r["training_wall_seconds"]]),
+                    "updates_per_hour": mean_std([updates_per_hour(r) for r in these]),
+                    "minutes_to_best": mean_std([r.get("minutes_to_best") for r in these])}
+    return out
+
+
 def with_interval(d):
     """A delta's mean_std() with its 95% t confidence interval added (ci95: [low, high] or None)."""
     if d is not None and "ci95" not in d:
@@ -143,13 +163,12 @@ def fmt(ms, digits=2):
 def markdown(report):
     splits = report["splits"]
     sources = report["split_sources"]
-    head = ["model", "params", "train min", "updates/h"] + [f"{s} ({sources.get(s) or s}) {k}" for s in splits
+    head = ["model", "params"] + [f"{s} ({sources.get(s) or s}) {k}" for s in splits
                                                for k in ("tok BLEU", "sacreBLEU")] + ["last ckpt valid tok BLEU*", "last valid loss*"]
     lines = [f"Budget: {report['budget']}. Mean ± std over seeds {report['seeds']}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, m in report["models"].items():
-        cells = [label, f"{m['parameters']:,}" if m["parameters"] else "n/a", fmt(m["training_minutes"], 1),
-                 fmt(m.get("updates_per_hour"), 0)]
+        cells = [label, f"{m['parameters']:,}" if m["parameters"] else "n/a"]
         cells += [fmt(m["scores"][s][k]) for s in splits for k in ("bleu_tokenized", "sacrebleu")]
         cells += [fmt(m["last_checkpoint_valid_bleu"]), fmt(m["last_valid_loss"], 3)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -174,7 +193,7 @@ def markdown(report):
                 cells.append("n/a" if d is None else f"{d['mean']:+.{digits}f}"
                              + (f" ± {d['std']:.{digits}f}" if d["std"] else ""))
             lines.append(f"| {p['gated']} vs {p['baseline']} | " + " | ".join(cells) + " |")
-    lines += loss_table(report) + significance_table(report)
+    lines += loss_table(report) + significance_table(report) + speed_tables(report)
     gates = report.get("gate_stats")
     if gates:
         lines += ["", "Gate statistics of the averaged gated models (valid sentences; mean over seeds): "
@@ -236,6 +255,38 @@ def significance_table(report):
     return lines
 
 
+def speed_tables(report):
+    """Each run's CPU, where it stopped and how fast it trained; then per model and CPU, mean +- std."""
+    lines = ["", "Runs (one thread each): the CPU, where training stopped, the best validation, training minutes "
+             "to it and in all, updates per hour.", "",
+             "| model | seed | CPU | stopped at | best at | min to best | train min | updates/h |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def num(value, digits=0):
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    for r in report["runs"]:
+        stop = r.get("stop") or {}
+        lines.append(f"| {r['label']} | {r['seed']} | {r.get('cpu') or 'unknown'} | "
+                     f"{num(stop.get('last_update', r.get('updates')))} | {num(stop.get('best_update'))} | "
+                     f"{num(r.get('minutes_to_best'), 1)} | "
+                     f"{num(r['training_wall_seconds'] and r['training_wall_seconds'] / 60, 1)} | "
+                     f"{num(updates_per_hour(r))} |")
+    lines += ["", "Speed per model and CPU (speeds are comparable within a CPU only):", "",
+              "| model | CPU | runs | updates/h | min to best | train min |", "|---|---|---|---|---|---|"]
+    for label, m in report["models"].items():
+        for cpu, sp in m["speed"].items():
+            lines.append(f"| {label} | {cpu} | {sp['runs']} | {fmt(sp['updates_per_hour'], 0)} | "
+                         f"{fmt(sp['minutes_to_best'], 1)} | {fmt(sp['training_minutes'], 1)} |")
+    return lines
+
+
+def run_cpu(run_dir):
+    """The CPU model a run trained on, from its train.json (None when it does not say)."""
+    train = Path(run_dir) / "train.json"
+    return ((read_json(train) or {}).get("machine") or {}).get("cpu") if train.is_file() else None
+
+
 def mean_gate_stats(summaries):
     out = {}
     for s in summaries:
@@ -283,6 +334,10 @@ def report(models, summaries, args, missing):
         s["training_wall_seconds"] = training_seconds(c) or s.get("training_wall_seconds")
         s["last_checkpoint_valid_bleu"] = value_at(c["bleu"], s["updates"])
         s["last_valid_loss"] = value_at(c["valid"], s["updates"])
+        s["cpu"] = run_cpu(s["run_dir"])
+        best = (s.get("stop") or {}).get("best_update")
+        wall = wall_at(c["train"], best) if best is not None else None
+        s["minutes_to_best"] = wall / 60 if wall is not None else None
     by_model, pairs = aggregate(models, summaries, args.splits, args.pairs)
     sources = {}
     for s in summaries:

@@ -46,8 +46,12 @@ def test_report_matches_the_runs(raced):
             got = rep["models"][label]["scores"][split]["bleu_tokenized"]
             assert got["mean"] == pytest.approx(statistics.fmean(vals))
             assert got["std"] == pytest.approx(statistics.stdev(vals))
-        per_hour = [r["updates"] * 3600 / r["training_wall_seconds"] for r in rep["runs"] if r["label"] == label]
-        assert rep["models"][label]["updates_per_hour"]["mean"] == pytest.approx(statistics.fmean(per_hour))
+        mine = [r for r in rep["runs"] if r["label"] == label]
+        cpu = json.loads((out / label / "seed1" / "train.json").read_text())["machine"]["cpu"]
+        assert all(r["cpu"] == cpu for r in mine) and list(rep["models"][label]["speed"]) == [cpu]
+        speed = rep["models"][label]["speed"][cpu]
+        per_hour = [r["updates"] * 3600 / r["training_wall_seconds"] for r in mine]
+        assert speed["runs"] == 2 and speed["updates_per_hour"]["mean"] == pytest.approx(statistics.fmean(per_hour))
     (pair,) = rep["pairs"]
     assert (pair["gated"], pair["baseline"], pair["seeds"]) == ("cgc_lightconv_small", "lightconv_small", [1, 2])
     g = [rep["runs"][i] for i in range(4) if rep["runs"][i]["label"] == "cgc_lightconv_small"]
@@ -169,3 +173,6 @@ def test_to_convergence(tmp_path, synthetic_data):
         assert set(summary["loss"]) == {"average", "best"} and summary["updates"] == expected["last_update"]
         assert not list((run / "checkpoints").glob("checkpoint[0-9]*.pt"))  # no end-of-epoch checkpoints
     assert "| stopped at | best at |" in (out / "race.md").read_text()
+    (run_record,) = json.loads((out / "race.json").read_text())["runs"]
+    assert 0 < run_record["minutes_to_best"] <= run_record["training_wall_seconds"] / 60
+    assert f"| cgc_lightconv_small | 1 | {run_record['cpu']} | {expected['last_update']} |" in (out / "race.md").read_text()
