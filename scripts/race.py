@@ -12,7 +12,7 @@ wall-clock is reported beside it), then: average of the last --average update ch
 is selected on test); tokenized BLEU, detokenized sacreBLEU and chrF of the average on valid, test and test1
 (Multi30k: test_2016_flickr and test_2017_flickr), beam 4; valid BLEU of the checkpoints at every --curve-every
 updates (the curves; hypotheses capped at 1.2 x source length + 10); gate statistics of the gated models on --gate-sentences valid sentences.
---jobs runs at a time, one thread each. A run's finished steps are reused, an interrupted training resumes from
+--jobs runs at a time, --threads torch threads each (default 1). A run's finished steps are reused, an interrupted training resumes from
 its checkpoint_last.pt, so rerunning the same command continues a killed race. Each gated model is compared
 with the ungated conv of its kind (the arch without cgc_, no extra flags), seed by seed, or, with --pairs, each
 LABEL with its BASELINE. --precision bf16 trains and decodes every run under autocast (scripts/train.py).
@@ -93,7 +93,7 @@ def run_one(model, seed, args):
     t0 = time.time()
     log(f"start {model['label']} seed {seed} -> {run_dir}")
     precision = ("--precision", args.precision)
-    flags = ("--preset", args.preset, "--arch", model["arch"], "--seed", seed, "--no-budget", "--threads", 1,
+    flags = ("--preset", args.preset, "--arch", model["arch"], "--seed", seed, "--no-budget", "--threads", args.threads,
              *precision, *model["flags"])
     stop = None
     if args.patience:  # to convergence: the average ends at the best validation
@@ -110,7 +110,7 @@ def run_one(model, seed, args):
     if not ckpts:
         raise ScriptError(f"{run_dir}: training saved no update checkpoint")
     average, inputs = pipeline.average(run_dir, ckpts, args.average, logfile=logfile)
-    threads = ("--threads", 1, *precision)
+    threads = ("--threads", args.threads, *precision)
     scored = {"average": average} | ({"best": ckpts[-1][1]} if stop else {})  # best: the best validation's
     scores_of = {name: {split: pipeline.evaluate(ckpt, args.data, split, run_dir / "eval" / f"{name}.{split}",
                                                  *threads, *pipeline.length_cap(args.max_len_b), logfile=logfile)[0]
@@ -195,6 +195,9 @@ def build_parser():
     p.add_argument("--validate-every", type=positive_int, default=200,
                    help="with --patience: validate and checkpoint every N updates (default: %(default)s)")
     p.add_argument("--jobs", type=positive_int, default=2, help="runs at a time (default: %(default)s)")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="torch threads per run, for training and scoring (default: %(default)s; --jobs x --threads "
+                        "at most the cores: one run alone trains faster on all of them)")
     p.add_argument("--average", type=positive_int, default=3, help="average the last N update checkpoints "
                                                                      "(default: %(default)s)")
     p.add_argument("--curve-every", type=positive_int, default=100,
@@ -261,7 +264,7 @@ def race(args, models, labels, jobs, done_paths):
                                                                        for k, v in vars(args).items()},
                                                "command": command_line(), "versions": versions()})
     log(f"race: {len(jobs)} runs ({', '.join(labels)} x seeds {args.seeds}), {args.max_update} updates each, "
-        f"{args.jobs} at a time -> {args.out}")
+        f"{args.jobs} at a time, {args.threads} thread(s) each -> {args.out}")
     failures = []
 
     def guarded(job):

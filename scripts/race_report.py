@@ -131,13 +131,18 @@ def updates_per_hour(run):
     return None
 
 
+def speed_group(run):
+    """The CPU and threads of a run ("CPU, N threads"): speeds are comparable within one group only."""
+    return f"{run.get('cpu') or 'unknown CPU'}, {run.get('threads') or '?'} thread(s)"
+
+
 def speed(runs):
-    """Per CPU model (speeds are not comparable across CPUs): runs, training minutes, updates per hour and, to
+    """Per speed_group(): runs, training minutes, updates per hour and, to
     convergence, the training minutes to the best validation, each mean +- std over those runs."""
     out = {}
-    for cpu in dict.fromkeys(r.get("cpu") or "unknown" for r in runs):
-        these = [r for r in runs if (r.get("cpu") or "unknown") == cpu]
-        out[cpu] = {"runs": len(these),
+    for group in dict.fromkeys(map(speed_group, runs)):
+        these = [r for r in runs if speed_group(r) == group]
+        out[group] = {"runs": len(these),
                     "training_minutes": mean_std([r["training_wall_seconds"] / 60 for r in these
                                                   if r["training_wall_seconds"]]),
                     "updates_per_hour": mean_std([updates_per_hour(r) for r in these]),
@@ -257,34 +262,35 @@ def significance_table(report):
 
 def speed_tables(report):
     """Each run's CPU, where it stopped and how fast it trained; then per model and CPU, mean +- std."""
-    lines = ["", "Runs (one thread each): the CPU, where training stopped, the best validation, training minutes "
+    lines = ["", "Runs: the CPU and torch threads it trained with, where training stopped, the best validation, training minutes "
              "to it and in all, updates per hour.", "",
-             "| model | seed | CPU | stopped at | best at | min to best | train min | updates/h |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | seed | CPU | threads | stopped at | best at | min to best | train min | updates/h |",
+             "|---|---|---|---|---|---|---|---|---|"]
 
     def num(value, digits=0):
         return "n/a" if value is None else f"{value:.{digits}f}"
 
     for r in report["runs"]:
         stop = r.get("stop") or {}
-        lines.append(f"| {r['label']} | {r['seed']} | {r.get('cpu') or 'unknown'} | "
+        lines.append(f"| {r['label']} | {r['seed']} | {r.get('cpu') or 'unknown'} | {r.get('threads') or 'n/a'} | "
                      f"{num(stop.get('last_update', r.get('updates')))} | {num(stop.get('best_update'))} | "
                      f"{num(r.get('minutes_to_best'), 1)} | "
                      f"{num(r['training_wall_seconds'] and r['training_wall_seconds'] / 60, 1)} | "
                      f"{num(updates_per_hour(r))} |")
-    lines += ["", "Speed per model and CPU (speeds are comparable within a CPU only):", "",
-              "| model | CPU | runs | updates/h | min to best | train min |", "|---|---|---|---|---|---|"]
+    lines += ["", "Speed per model, CPU and threads (speeds are comparable within one such group only):", "",
+              "| model | CPU, threads | runs | updates/h | min to best | train min |", "|---|---|---|---|---|---|"]
     for label, m in report["models"].items():
-        for cpu, sp in m["speed"].items():
-            lines.append(f"| {label} | {cpu} | {sp['runs']} | {fmt(sp['updates_per_hour'], 0)} | "
+        for group, sp in m["speed"].items():
+            lines.append(f"| {label} | {group} | {sp['runs']} | {fmt(sp['updates_per_hour'], 0)} | "
                          f"{fmt(sp['minutes_to_best'], 1)} | {fmt(sp['training_minutes'], 1)} |")
     return lines
 
 
-def run_cpu(run_dir):
-    """The CPU model a run trained on, from its train.json (None when it does not say)."""
+def run_machine(run_dir):
+    """(CPU model, torch threads) a run trained with, from its train.json (None for what it does not say)."""
     train = Path(run_dir) / "train.json"
-    return ((read_json(train) or {}).get("machine") or {}).get("cpu") if train.is_file() else None
+    meta = read_json(train) if train.is_file() else {}
+    return (meta.get("machine") or {}).get("cpu"), meta.get("threads")
 
 
 def mean_gate_stats(summaries):
@@ -319,7 +325,8 @@ def value_at(points, updates):
 
 
 def budget(args):
-    how = f"({args.preset} preset of scripts/train.py, one thread, {args.jobs} runs at a time)"
+    how = (f"({args.preset} preset of scripts/train.py, {args.threads} thread(s) per run, {args.jobs} runs at a "
+           "time)")
     if args.patience:
         return (f"to convergence {how}: validation every {args.validate_every} updates, stop after {args.patience} "
                 f"without a lower valid loss, at most {args.max_update} updates; the average of the last "
@@ -334,7 +341,7 @@ def report(models, summaries, args, missing):
         s["training_wall_seconds"] = training_seconds(c) or s.get("training_wall_seconds")
         s["last_checkpoint_valid_bleu"] = value_at(c["bleu"], s["updates"])
         s["last_valid_loss"] = value_at(c["valid"], s["updates"])
-        s["cpu"] = run_cpu(s["run_dir"])
+        s["cpu"], s["threads"] = run_machine(s["run_dir"])
         best = (s.get("stop") or {}).get("best_update")
         wall = wall_at(c["train"], best) if best is not None else None
         s["minutes_to_best"] = wall / 60 if wall is not None else None

@@ -48,8 +48,10 @@ def test_report_matches_the_runs(raced):
             assert got["std"] == pytest.approx(statistics.stdev(vals))
         mine = [r for r in rep["runs"] if r["label"] == label]
         cpu = json.loads((out / label / "seed1" / "train.json").read_text())["machine"]["cpu"]
-        assert all(r["cpu"] == cpu for r in mine) and list(rep["models"][label]["speed"]) == [cpu]
-        speed = rep["models"][label]["speed"][cpu]
+        assert all((r["cpu"], r["threads"]) == (cpu, 1) for r in mine)
+        (group,) = rep["models"][label]["speed"]
+        assert group == f"{cpu}, 1 thread(s)"
+        speed = rep["models"][label]["speed"][group]
         per_hour = [r["updates"] * 3600 / r["training_wall_seconds"] for r in mine]
         assert speed["runs"] == 2 and speed["updates_per_hour"]["mean"] == pytest.approx(statistics.fmean(per_hour))
     (pair,) = rep["pairs"]
@@ -151,12 +153,13 @@ def test_pairs_choose_the_comparisons(raced):
 
 CONVERGED = ["--preset", "tiny", "--max-update", "40", "--patience", "2", "--validate-every", "4", "--average", "2",
              "--curve-every", "4", "--max-len-b", "24", "--gate-sentences", "0", "--seeds", "1",
-             "--models", "cgc_lightconv_small", "--splits", "valid", "test"]
+             "--models", "cgc_lightconv_small", "--splits", "valid", "test", "--jobs", "1", "--threads", "2"]
 
 
 def test_to_convergence(tmp_path, synthetic_data):
     """--patience: each run stops where the rule applied to its logged valid losses says, the average ends at the
-    best validation, the best checkpoint is scored too, and the report says where the runs stopped."""
+    best validation, the best checkpoint is scored too, and the report says where the runs stopped and the threads
+    they trained with."""
     from scripts.convergence import state, valid_losses
 
     out = tmp_path / "out"
@@ -175,4 +178,6 @@ def test_to_convergence(tmp_path, synthetic_data):
     assert "| stopped at | best at |" in (out / "race.md").read_text()
     (run_record,) = json.loads((out / "race.json").read_text())["runs"]
     assert 0 < run_record["minutes_to_best"] <= run_record["training_wall_seconds"] / 60
-    assert f"| cgc_lightconv_small | 1 | {run_record['cpu']} | {expected['last_update']} |" in (out / "race.md").read_text()
+    assert run_record["threads"] == 2 == json.loads((run / "train.json").read_text())["machine"]["threads"]
+    assert (f"| cgc_lightconv_small | 1 | {run_record['cpu']} | 2 | {expected['last_update']} |"
+            in (out / "race.md").read_text())
