@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Start (or continue) the converged race (rule.txt) from its pinned worktree, then its DynamicConv race:
 #   bash docs/results/race_converged/start.sh --detach            # from /work/main; log: runs/race-converged/queue.log
+#   JOBS=1 THREADS=2 bash docs/results/race_converged/start.sh --detach   # one run at a time on both cores
 # On a fresh machine it first makes what the race needs: the venv and data-bin (make), the tag and its worktree.
-# The LightConv race runs 2 at a time. When only its last run is left, the DynamicConv race takes the idle core
-# (--jobs 1); when the LightConv race ends, the DynamicConv race is restarted with --jobs 2 (it resumes from its
-# checkpoint_last.pt, losing at most 200 updates of one run). Each race logs to its OUT/race.log. Every minute,
-# keep.sh copies newly finished runs' small files under docs/results/race_converged/ (commit them).
+# The LightConv race runs JOBS runs at a time (default 2), THREADS torch threads each (default 1). With one thread
+# per run, when only its last run is left, the DynamicConv race takes the idle core (--jobs 1); when the LightConv
+# race ends, the DynamicConv race goes on with JOBS at a time (it resumes from its checkpoint_last.pt, losing at most
+# 200 updates of one run). Each race logs to its OUT/race.log. Every minute, keep.sh copies newly finished runs'
+# small files under docs/results/race_converged/ (commit them).
 set -euo pipefail
 cd /work/main
 LIGHT=runs/race-converged DYN=runs/race-converged-dynamicconv
+running() { [ -f "$1/race.pid" ] && kill -0 "$(tr -dc 0-9 < "$1/race.pid")" 2>/dev/null; }
+if running $LIGHT || running $DYN; then echo "error: a race is running already (its race.pid under runs/)" >&2; exit 1; fi
 if [ "${1:-}" = --detach ]; then
   mkdir -p $LIGHT
   setsid nohup bash "$0" >> $LIGHT/queue.log 2>&1 < /dev/null &
@@ -16,12 +20,16 @@ if [ "${1:-}" = --detach ]; then
   exit 0
 fi
 say() { echo "[$(date -u +%H:%M:%S)] $*"; }
-TAG=race-converged-v3 TAG_COMMIT=bca07c6 WT=/work/race-converged-wt
+TAG=race-converged-v4 TAG_COMMIT=a174204f2b9a WT=/work/race-converged-wt
+JOBS=${JOBS:-2} THREADS=${THREADS:-1}
 make -s setup >/dev/null
 [ -f data-bin/multi30k.de-en/manifest.json ] || { say "making data-bin"; make -s prep-multi30k >/dev/null; }
 git rev-parse -q --verify "refs/tags/$TAG" >/dev/null || git tag "$TAG" "$TAG_COMMIT"
 [ -d "$WT" ] || git worktree add "$WT" "$TAG" >/dev/null
-[ "$(git -C "$WT" rev-parse HEAD)" = "$(git rev-parse "$TAG^{commit}")" ] || { say "error: $WT is not at $TAG"; exit 1; }
+if [ "$(git -C "$WT" rev-parse HEAD)" != "$(git rev-parse "$TAG^{commit}")" ]; then  # no race runs from it (above)
+  [ -z "$(git -C "$WT" status --porcelain)" ] || { say "error: $WT has local changes"; exit 1; }
+  git -C "$WT" checkout -q --detach "$TAG" && say "$WT moved to $TAG"
+fi
 # a fresh machine: the finished runs kept in git are reused as finished
 mkdir -p $LIGHT $DYN
 if [ -d docs/results/race_converged/runs ]; then cp -an docs/results/race_converged/runs/. $LIGHT/; fi
@@ -42,7 +50,7 @@ race() {  # OUT, then race.py's flags; run it with & (it replaces that subshell;
   local out=$1; shift
   cd "$WT"
   exec /work/main/.venv/bin/python -m scripts.race --data /work/main/data-bin/multi30k.de-en \
-    --out "/work/main/$out" "${BUDGET[@]}" "$@" >> "/work/main/$out/race.log" 2>&1
+    --out "/work/main/$out" "${BUDGET[@]}" --threads "$THREADS" "$@" >> "/work/main/$out/race.log" 2>&1
 }
 dynamicconv_race() {  # --jobs N
   race $DYN --models dynamicconv=dynamicconv_small "cgc=cgc_dynamicconv_small $V --cgc-norm $NORM" --pairs cgc:dynamicconv \
@@ -58,12 +66,12 @@ keep_new() {  # keep.sh when a run has finished since the last call
 }
 
 say "LightConv race -> $LIGHT"
-race $LIGHT --models "${MODELS[@]}" --pairs "${PAIRS[@]}" --jobs 2 & light=$!
+race $LIGHT --models "${MODELS[@]}" --pairs "${PAIRS[@]}" --jobs "$JOBS" & light=$!
 runs=$(( ${#MODELS[@]} * ${#SEEDS[@]} )) dyn=
 while kill -0 $light 2>/dev/null; do
   keep_new
   light_finished=$(find $LIGHT -path '*/seed*/summary.json' | wc -l)
-  if [ -z "$dyn" ] && [ "$light_finished" -ge $((runs - 1)) ]; then
+  if [ -z "$dyn" ] && [ "$THREADS" = 1 ] && [ "$JOBS" -gt 1 ] && [ "$light_finished" -ge $((runs - 1)) ]; then
     say "LightConv: $light_finished of $runs runs finished; DynamicConv race on the idle core (--jobs 1) -> $DYN"
     dynamicconv_race 1 & dyn=$!
   fi
@@ -79,8 +87,8 @@ if [ -n "$dyn" ]; then
   wait $dyn || true
   while [ -f $DYN/race.pid ] && kill -0 "$(cat $DYN/race.pid)" 2>/dev/null; do sleep 1; done  # its lock
 fi
-say "DynamicConv race (--jobs 2) -> $DYN"
-dynamicconv_race 2 & dyn=$!
+say "DynamicConv race (--jobs $JOBS) -> $DYN"
+dynamicconv_race "$JOBS" & dyn=$!
 while kill -0 $dyn 2>/dev/null; do keep_new; sleep 60 & wait $!; done
 if ! wait $dyn; then
   say "error: the DynamicConv race failed (see $DYN/race.log)"
