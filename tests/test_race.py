@@ -108,6 +108,7 @@ def test_rerun_reuses_everything(raced):
     (["--seeds", "-1"], "--seeds: must be >= 0"),
     (["--gate-sentences", "-1"], "--gate-sentences: must be >= 0"),
     (["--precision", "fp16"], "--precision"),
+    (["--threads", "0"], "--threads: must be >= 1"),
     (["--patience", "2", "--validate-every", "5", "--max-update", "12"], "not a multiple of --validate-every 5"),
 ])
 def test_bad_input(raced, args, needle):
