@@ -12,10 +12,10 @@ wall-clock is reported beside it), then: average of the last --average update ch
 is selected on test); tokenized BLEU, detokenized sacreBLEU and chrF of the average on valid, test and test1
 (Multi30k: test_2016_flickr and test_2017_flickr), beam 4; valid BLEU of the checkpoints at every --curve-every
 updates (the curves; hypotheses capped at 1.2 x source length + 10); gate statistics of the gated models on --gate-sentences valid sentences.
---jobs runs at a time, --threads torch threads each (default 1). A run's finished steps are reused, an interrupted training resumes from
-its checkpoint_last.pt, so rerunning the same command continues a killed race. Each gated model is compared
-with the ungated conv of its kind (the arch without cgc_, no extra flags), seed by seed, or, with --pairs, each
-LABEL with its BASELINE. --precision bf16 trains and decodes every run under autocast (scripts/train.py).
+--jobs runs at a time, --threads torch threads each (default 1). A run's finished steps are reused, an interrupted
+training resumes from its checkpoint_last.pt, so rerunning the same command continues a killed race. Each gated
+model is compared with the ungated conv of its kind (the arch without cgc_, no extra flags), seed by seed, or, with
+--pairs, each LABEL with its BASELINE. --precision bf16 trains and decodes every run under autocast (scripts/train.py).
 
 A model is ARCH or LABEL=ARCH FLAGS (one quoted word; FLAGS go to fairseq-train).
 OUT gets one dir per run (LABEL/seedS: train.log, train.json, race.log, eval/, valid_bleu/, gate_stats.json,

@@ -143,10 +143,10 @@ def speed(runs):
     for group in dict.fromkeys(map(speed_group, runs)):
         these = [r for r in runs if speed_group(r) == group]
         out[group] = {"runs": len(these),
-                    "training_minutes": mean_std([r["training_wall_seconds"] / 60 for r in these
-                                                  if r["training_wall_seconds"]]),
-                    "updates_per_hour": mean_std([updates_per_hour(r) for r in these]),
-                    "minutes_to_best": mean_std([r.get("minutes_to_best") for r in these])}
+                      "training_minutes": mean_std([r["training_wall_seconds"] / 60 for r in these
+                                                    if r["training_wall_seconds"]]),
+                      "updates_per_hour": mean_std([updates_per_hour(r) for r in these]),
+                      "minutes_to_best": mean_std([r.get("minutes_to_best") for r in these])}
     return out
 
 
@@ -262,8 +262,8 @@ def significance_table(report):
 
 def speed_tables(report):
     """Each run's CPU, where it stopped and how fast it trained; then per model and CPU, mean +- std."""
-    lines = ["", "Runs: the CPU and torch threads it trained with, where training stopped, the best validation, training minutes "
-             "to it and in all, updates per hour.", "",
+    lines = ["", "Runs: the CPU and torch threads each trained with, where training stopped, the best validation, "
+             "training minutes to it and in all, updates per hour.", "",
              "| model | seed | CPU | threads | stopped at | best at | min to best | train min | updates/h |",
              "|---|---|---|---|---|---|---|---|---|"]
 

@@ -58,10 +58,10 @@ dynamicconv_race() {  # --jobs N
 }
 trap 'exit 143' TERM INT
 trap 'kill $(jobs -p) 2>/dev/null || true; bash docs/results/race_converged/keep.sh' EXIT
-finished() { find $LIGHT $DYN -path '*/seed*/summary.json' | wc -l; }
-bash docs/results/race_converged/keep.sh; kept=$(finished)  # a run that finished while no queue ran
+finished() { find "$@" -path '*/seed*/summary.json' | wc -l; }  # runs finished under the given OUTs
+bash docs/results/race_converged/keep.sh; kept=$(finished $LIGHT $DYN)  # a run that finished while no queue ran
 keep_new() {  # keep.sh when a run has finished since the last call
-  local now; now=$(finished)
+  local now; now=$(finished $LIGHT $DYN)
   if [ "$now" != "$kept" ]; then bash docs/results/race_converged/keep.sh && say "kept the finished runs ($now)"; kept=$now; fi
 }
 
@@ -70,7 +70,7 @@ race $LIGHT --models "${MODELS[@]}" --pairs "${PAIRS[@]}" --jobs "$JOBS" & light
 runs=$(( ${#MODELS[@]} * ${#SEEDS[@]} )) dyn=
 while kill -0 $light 2>/dev/null; do
   keep_new
-  light_finished=$(find $LIGHT -path '*/seed*/summary.json' | wc -l)
+  light_finished=$(finished $LIGHT)
   if [ -z "$dyn" ] && [ "$THREADS" = 1 ] && [ "$JOBS" -gt 1 ] && [ "$light_finished" -ge $((runs - 1)) ]; then
     say "LightConv: $light_finished of $runs runs finished; DynamicConv race on the idle core (--jobs 1) -> $DYN"
     dynamicconv_race 1 & dyn=$!
@@ -85,7 +85,7 @@ say "LightConv race done: $LIGHT/race.md"
 if [ -n "$dyn" ]; then
   kill $dyn 2>/dev/null || true
   wait $dyn || true
-  while [ -f $DYN/race.pid ] && kill -0 "$(cat $DYN/race.pid)" 2>/dev/null; do sleep 1; done  # its lock
+  while running $DYN; do sleep 1; done  # its lock
 fi
 say "DynamicConv race (--jobs $JOBS) -> $DYN"
 dynamicconv_race "$JOBS" & dyn=$!
