@@ -42,7 +42,8 @@ from . import convergence, pipeline
 from .cli import (REPO, ScriptError, add_precision, command_line, end_children, log, main_guard, nonnegative_int,
                   parser, positive_int, script_command, versions)
 from .race_report import METRICS, gate_stats, report
-from .rundir import UPDATE, check_data_dir, check_split, locked, numbered_checkpoints
+from .rundir import (UPDATE, check_data_dir, check_split, locked, numbered_checkpoints, run_curves,
+                     training_seconds)
 
 DEFAULT_MODELS = ["lightconv_small", "cgc_lightconv_small", "dynamicconv_small", "cgc_dynamicconv_small"]
 # the curve's early checkpoints babble to fairseq's 200-token cap and take longer to decode than to train: cap the
@@ -97,15 +98,14 @@ def run_one(model, seed, args):
              *precision, *model["flags"])
     stop = None
     if args.patience:  # to convergence: the average ends at the best validation
-        train, stop = convergence.train_to_convergence(
+        _, stop = convergence.train_to_convergence(
             args.data, run_dir, *flags, every=args.validate_every, patience=args.patience, average=args.average,
             max_update=args.max_update, logfile=logfile)
         ckpts = [(u, p) for u, p in numbered_checkpoints(run_dir / "checkpoints", UPDATE) if u <= stop["best_update"]]
         if ckpts and ckpts[-1][0] != stop["best_update"]:
             raise ScriptError(f"{run_dir}: no checkpoint of the best validation (update {stop['best_update']})")
     else:
-        train = pipeline.train(args.data, run_dir, *flags, "--max-update", args.max_update, *save_flags(args),
-                               logfile=logfile)
+        pipeline.train(args.data, run_dir, *flags, "--max-update", args.max_update, *save_flags(args), logfile=logfile)
         ckpts = numbered_checkpoints(run_dir / "checkpoints", UPDATE)
     if not ckpts:
         raise ScriptError(f"{run_dir}: training saved no update checkpoint")
@@ -133,7 +133,7 @@ def run_one(model, seed, args):
         "max_update": args.max_update, "patience": args.patience, "average": args.average,
         "validate_every": args.validate_every if args.patience else None,
         "updates": stop["last_update"] if stop else last.get("num_updates"),  # where training stopped
-        "training_wall_seconds": train.get("wall_seconds"), "parameters": scores[args.splits[0]]["parameters"],
+        "training_wall_seconds": training_seconds(run_curves(run_dir)), "parameters": scores[args.splits[0]]["parameters"],
         "averaged": [p.name for p in inputs],
         "scores": {split: {k: r[k] for k in METRICS} | {"split_source": r.get("split_source")}
                    for split, r in scores.items()},

@@ -159,8 +159,8 @@ CONVERGED = ["--preset", "tiny", "--max-update", "40", "--patience", "2", "--val
 
 def test_to_convergence(tmp_path, synthetic_data):
     """--patience: each run stops where the rule applied to its logged valid losses says, the average ends at the
-    best validation, the best checkpoint is scored too, and the report says where the runs stopped and the threads
-    they trained with."""
+    best validation, the best checkpoint is scored too, the training time counts every session of a run, and the
+    report says where the runs stopped and the threads they trained with."""
     from scripts.convergence import state, valid_losses
 
     out = tmp_path / "out"
@@ -179,6 +179,7 @@ def test_to_convergence(tmp_path, synthetic_data):
     assert "| stopped at | best at |" in (out / "race.md").read_text()
     (run_record,) = json.loads((out / "race.json").read_text())["runs"]
     assert 0 < run_record["minutes_to_best"] <= run_record["training_wall_seconds"] / 60
+    assert summary["training_wall_seconds"] == pytest.approx(run_record["training_wall_seconds"])  # all sessions
     assert run_record["threads"] == 2 == json.loads((run / "train.json").read_text())["machine"]["threads"]
     assert (f"| cgc_lightconv_small | 1 | {run_record['cpu']} | 2 | {expected['last_update']} |"
             in (out / "race.md").read_text())
