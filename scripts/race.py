@@ -133,7 +133,8 @@ def run_one(model, seed, args):
         "max_update": args.max_update, "patience": args.patience, "average": args.average,
         "validate_every": args.validate_every if args.patience else None,
         "updates": stop["last_update"] if stop else last.get("num_updates"),  # where training stopped
-        "training_wall_seconds": training_seconds(run_curves(run_dir)), "parameters": scores[args.splits[0]]["parameters"],
+        "training_wall_seconds": training_seconds(run_curves(run_dir)),  # every session, from train.log
+        "parameters": scores[args.splits[0]]["parameters"],
         "averaged": [p.name for p in inputs],
         "scores": {split: {k: r[k] for k in METRICS} | {"split_source": r.get("split_source")}
                    for split, r in scores.items()},
