@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import shutil
 
-from clitools.files import atomic_path, read_json
+from clitools.files import atomic_path
 
 from .cli import ScriptError
 from .checkpoint import load_checkpoint
@@ -100,7 +100,7 @@ def number_the_last(run_dir, updates, strict=True):
 
 def train_to_convergence(data, run_dir, *flags, every, patience, average, max_update, logfile=None):
     """scripts/train.py in chunks (a chunk is a resume with a larger --max-update) until the rule stops; returns
-    (RUN/train.json of the last chunk, the rule's final state())."""
+    the rule's final state()."""
     if max_update % every:
         raise ScriptError(f"--max-update {max_update} is not a multiple of the validation interval {every}")
     while True:
@@ -108,7 +108,7 @@ def train_to_convergence(data, run_dir, *flags, every, patience, average, max_up
         if st["last_update"]:  # a kill may have come between the last chunk's end and its numbering
             number_the_last(run_dir, st["last_update"], strict=False)
         if st["stopped"]:
-            return read_json(run_dir / "train.json"), st
+            return st
         target = next_stop(st, every, patience, max_update, epoch_updates(run_dir))
         train(data, run_dir, *flags, *fairseq_flags(every, patience, average), "--max-update", target, logfile=logfile)
         after = valid_losses(run_dir, every)

@@ -98,7 +98,7 @@ def run_one(model, seed, args):
              *precision, *model["flags"])
     stop = None
     if args.patience:  # to convergence: the average ends at the best validation
-        _, stop = convergence.train_to_convergence(
+        stop = convergence.train_to_convergence(
             args.data, run_dir, *flags, every=args.validate_every, patience=args.patience, average=args.average,
             max_update=args.max_update, logfile=logfile)
         ckpts = [(u, p) for u, p in numbered_checkpoints(run_dir / "checkpoints", UPDATE) if u <= stop["best_update"]]
