@@ -89,6 +89,7 @@ def aggregate(models, summaries, splits, pairs=None):
                        for split in splits},
             "last_checkpoint_valid_bleu": mean_std([s.get("last_checkpoint_valid_bleu") for s in runs]),
             "last_valid_loss": mean_std([s.get("last_valid_loss") for s in runs]),
+            "best_valid_loss": mean_std([s.get("best_valid_loss") for s in runs]),
             "loss": {split: {k: mean_std([s["loss"]["average"][split][k] for s in runs if s.get("loss")])
                              for k in LOSSES} for split in splits},
             "stopped_at": mean_std([s["stop"]["last_update"] for s in runs if s.get("stop")]),
@@ -115,7 +116,7 @@ def aggregate(models, summaries, splits, pairs=None):
                 pair["delta"][f"{split}.{k}"] = mean_std(
                     [g[s]["loss"]["average"][split][k] - b[s]["loss"]["average"][split][k] for s in seeds
                      if g[s].get("loss") and b[s].get("loss")])
-        for key in ("last_checkpoint_valid_bleu", "last_valid_loss"):
+        for key in ("last_checkpoint_valid_bleu", "last_valid_loss", "best_valid_loss"):
             pair["delta"][key] = mean_std([g[s][key] - b[s][key] for s in seeds
                                            if g[s].get(key) is not None and b[s].get(key) is not None])
         pair["delta"] = {key: with_interval(d) for key, d in pair["delta"].items()}
@@ -165,26 +166,39 @@ def fmt(ms, digits=2):
     return f"{ms['mean']:.{digits}f} ± {ms['std']:.{digits}f}"
 
 
+def validation_columns(report):
+    """The starred columns, [(key, header, digits)], and their footnote: to convergence, fairseq's valid loss at the
+    rule's best validation; with a fixed budget, the last checkpoint's valid BLEU and loss."""
+    if any(m["best_valid_loss"] for m in report["models"].values()):
+        return [("best_valid_loss", "best valid loss*", 3)], (
+            "*: fairseq's valid loss (label-smoothed cross-entropy, base 2; lower is better) at the best validation, "
+            "the one the stopping rule names.")
+    return [("last_checkpoint_valid_bleu", "last ckpt valid tok BLEU*", 2),
+            ("last_valid_loss", "last valid loss*", 3)], (
+        "*: the last checkpoint alone: valid BLEU from the curve (hypotheses capped at 1.2 x source + 10 tokens) and "
+        "fairseq's valid loss (label-smoothed cross-entropy, base 2; lower is better).")
+
+
 def markdown(report):
     splits = report["splits"]
     sources = report["split_sources"]
+    starred, footnote = validation_columns(report)
     head = ["model", "params"] + [f"{s} ({sources.get(s) or s}) {k}" for s in splits
-                                               for k in ("tok BLEU", "sacreBLEU")] + ["last ckpt valid tok BLEU*", "last valid loss*"]
+                                  for k in ("tok BLEU", "sacreBLEU")] + [header for _, header, _ in starred]
     lines = [f"Budget: {report['budget']}. Mean ± std over seeds {report['seeds']}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, m in report["models"].items():
         cells = [label, f"{m['parameters']:,}" if m["parameters"] else "n/a"]
         cells += [fmt(m["scores"][s][k]) for s in splits for k in ("bleu_tokenized", "sacrebleu")]
-        cells += [fmt(m["last_checkpoint_valid_bleu"]), fmt(m["last_valid_loss"], 3)]
+        cells += [fmt(m[key], digits) for key, _, digits in starred]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Scores of the average of the last checkpoints (the fixed rule), except *: the last checkpoint "
-              "alone: valid BLEU from the curve (hypotheses capped at 1.2 x source + 10 tokens) and fairseq's valid loss "
-              "(label-smoothed cross-entropy, base 2; lower is better)."]
+    lines += ["", f"Scores of the average of the last checkpoints (the fixed rule), except {footnote}"]
     if report["pairs"]:
         lines += ["", "Seed-paired difference, model − baseline (mean ± std of the per-seed differences; "
                   "'beyond noise' = mean gain larger than the larger seed std of the two models):", "",
                   "| model vs baseline | " + " | ".join(f"{s} {k}" for s in splits for k in ("tok", "sacre"))
-                  + " | last ckpt valid tok* | last valid loss* |", "|---|" + "---|" * (2 * len(splits) + 2)]
+                  + " | " + " | ".join(header for _, header, _ in starred) + " |",
+                  "|---|" + "---|" * (2 * len(splits) + len(starred))]
         for p in report["pairs"]:
             cells = []
             for s in splits:
@@ -193,7 +207,7 @@ def markdown(report):
                     cells.append("n/a" if d is None else
                                  f"{d['mean']:+.2f}" + (f" ± {d['std']:.2f}" if d["std"] is not None else "")
                                  + (" (beyond noise)" if d["beyond_noise"] else ""))
-            for key, digits in (("last_checkpoint_valid_bleu", 2), ("last_valid_loss", 3)):
+            for key, _, digits in starred:
                 d = p["delta"][key]
                 cells.append("n/a" if d is None else f"{d['mean']:+.{digits}f}"
                              + (f" ± {d['std']:.{digits}f}" if d["std"] else ""))
@@ -341,6 +355,7 @@ def report(models, summaries, args, missing):
         s["training_wall_seconds"] = training_seconds(c) or s.get("training_wall_seconds")
         s["last_checkpoint_valid_bleu"] = value_at(c["bleu"], s["updates"])
         s["last_valid_loss"] = value_at(c["valid"], s["updates"])
+        s["best_valid_loss"] = (s.get("stop") or {}).get("best_loss")
         s["cpu"], s["threads"] = run_machine(s["run_dir"])
         best = (s.get("stop") or {}).get("best_update")
         wall = wall_at(c["train"], best) if best is not None else None

@@ -85,7 +85,7 @@ def test_report_matches_the_runs(raced):
     assert "lightconv_small" not in rep["gate_stats"]
     for name in ("race.md", "curves.png", "race_config.json"):
         assert (out / name).stat().st_size > 0
-    assert "± " in (out / "race.md").read_text()
+    assert "± " in (out / "race.md").read_text() and "| last valid loss* |" in (out / "race.md").read_text()
     # the valid BLEU curve: checkpoints at multiples of --curve-every
     curve = out / "cgc_lightconv_small" / "seed1" / "valid_bleu"
     assert sorted(updates(p.name) for p in curve.iterdir()) == [4, 8, 12]  # every kept checkpoint (saved every 4)
@@ -176,10 +176,12 @@ def test_to_convergence(tmp_path, synthetic_data):
             (run / "eval" / "best.test" / "results.json").read_text())["sacrebleu"]
         assert set(summary["loss"]) == {"average", "best"} and summary["updates"] == expected["last_update"]
         assert not list((run / "checkpoints").glob("checkpoint[0-9]*.pt"))  # no end-of-epoch checkpoints
-    assert "| stopped at | best at |" in (out / "race.md").read_text()
+    md = (out / "race.md").read_text()
+    assert "| stopped at | best at |" in md and "| best valid loss* |" in md and "last valid loss*" not in md
     (run_record,) = json.loads((out / "race.json").read_text())["runs"]
+    assert run_record["best_valid_loss"] == expected["best_loss"]
     assert 0 < run_record["minutes_to_best"] <= run_record["training_wall_seconds"] / 60
     assert summary["training_wall_seconds"] == pytest.approx(run_record["training_wall_seconds"])  # all sessions
     assert run_record["threads"] == 2 == json.loads((run / "train.json").read_text())["machine"]["threads"]
     assert (f"| cgc_lightconv_small | 1 | {run_record['cpu']} | 2 | {expected['last_update']} |"
-            in (out / "race.md").read_text())
+            in md)
