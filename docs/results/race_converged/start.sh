@@ -2,6 +2,8 @@
 # Start (or continue) the converged race (rule.txt) from its pinned worktree, then its DynamicConv race:
 #   bash docs/results/race_converged/start.sh --detach            # from /work/main; log: runs/race-converged/queue.log
 #   JOBS=1 THREADS=2 bash docs/results/race_converged/start.sh --detach   # one run at a time on both cores
+#   bash docs/results/race_converged/start.sh --report   # main's race.md of both races' finished runs, and, once
+#       every run has finished, decision.json (decide.py: the rule's claims), all under docs/results/race_converged/
 # On a fresh machine it first makes what the race needs: the venv and data-bin (make), the tag and its worktree.
 # The LightConv race runs JOBS runs at a time (default 2), THREADS torch threads each (default 1). With one thread
 # per run, when only its last run is left, the DynamicConv race takes the idle core (--jobs 1); when the LightConv
@@ -11,6 +13,40 @@
 set -euo pipefail
 cd /work/main
 LIGHT=runs/race-converged DYN=runs/race-converged-dynamicconv
+NORM=$(python3 -c "import json; print(json.load(open('docs/results/norm_screen/choice.json'))['choice'])")
+V="--cgc-decoder-context source --cgc-init-std 0.01"
+MODELS=(lightconv=lightconv_small "cgc=cgc_lightconv_small $V --cgc-norm $NORM"
+        "cgc_static=cgc_lightconv_small --cgc-context static --cgc-init-std 0.01")
+PAIRS=(cgc:lightconv cgc:cgc_static cgc_static:lightconv)
+if [ "$NORM" != latent ]; then
+  MODELS+=("cgc_latent=cgc_lightconv_small $V --cgc-norm latent")
+  PAIRS+=(cgc:cgc_latent cgc_latent:lightconv)
+fi
+SEEDS=(1 2 3)
+DYN_MODELS=(dynamicconv=dynamicconv_small "cgc=cgc_dynamicconv_small $V --cgc-norm $NORM") DYN_PAIRS=(cgc:dynamicconv)
+BUDGET=(--seeds "${SEEDS[@]}" --patience 5 --validate-every 200 --max-update 6000 --average 5 --curve-every 400
+        --precision fp32)
+JOBS=${JOBS:-2} THREADS=${THREADS:-1}
+finished() { find "$@" -path '*/seed*/summary.json' 2>/dev/null | wc -l; }  # runs finished under the given OUTs
+if [ "${1:-}" = --report ]; then  # main's report of the finished runs (the race's own is its tag's)
+  report() {  # OUT, the folder under docs/results/race_converged/, then race.py's --models and --pairs
+    local out=$1 dest=docs/results/race_converged/$2; shift 2
+    [ "$(finished "$out")" -gt 0 ] || return 0
+    .venv/bin/python -m scripts.race --data data-bin/multi30k.de-en --out "$out" "${BUDGET[@]}" --threads "$THREADS" \
+      --jobs "$JOBS" --report-only "$@" > /dev/null
+    mkdir -p "$dest" && cp "$out/race.json" "$out/race.md" "$out/curves.png" "$dest/"
+    echo "$dest/race.md"
+  }
+  report $LIGHT lightconv --models "${MODELS[@]}" --pairs "${PAIRS[@]}"
+  report $DYN dynamicconv --models "${DYN_MODELS[@]}" --pairs "${DYN_PAIRS[@]}"
+  cd docs/results/race_converged
+  if [ -f dynamicconv/race.json ] && python3 decide.py {lightconv,dynamicconv}/race.json > decision.json.tmp; then
+    mv decision.json.tmp decision.json && echo docs/results/race_converged/decision.json
+  else
+    rm -f decision.json.tmp && echo "no decision.json: the races are not finished"
+  fi
+  exit 0
+fi
 running() { [ -f "$1/race.pid" ] && kill -0 "$(tr -dc 0-9 < "$1/race.pid")" 2>/dev/null; }
 if running $LIGHT || running $DYN; then echo "error: a race is running already (its race.pid under runs/)" >&2; exit 1; fi
 if [ "${1:-}" = --detach ]; then
@@ -21,7 +57,6 @@ if [ "${1:-}" = --detach ]; then
 fi
 say() { echo "[$(date -u +%H:%M:%S)] $*"; }
 TAG=race-converged-v4 TAG_COMMIT=a174204f2b9a WT=/work/race-converged-wt
-JOBS=${JOBS:-2} THREADS=${THREADS:-1}
 make -s setup >/dev/null
 [ -f data-bin/multi30k.de-en/manifest.json ] || { say "making data-bin"; make -s prep-multi30k >/dev/null; }
 git rev-parse -q --verify "refs/tags/$TAG" >/dev/null || git tag "$TAG" "$TAG_COMMIT"
@@ -34,18 +69,6 @@ fi
 mkdir -p $LIGHT $DYN
 if [ -d docs/results/race_converged/runs ]; then cp -an docs/results/race_converged/runs/. $LIGHT/; fi
 if [ -d docs/results/race_converged/runs-dynamicconv ]; then cp -an docs/results/race_converged/runs-dynamicconv/. $DYN/; fi
-NORM=$(.venv/bin/python -c "import json; print(json.load(open('docs/results/norm_screen/choice.json'))['choice'])")
-V="--cgc-decoder-context source --cgc-init-std 0.01"
-MODELS=(lightconv=lightconv_small "cgc=cgc_lightconv_small $V --cgc-norm $NORM"
-        "cgc_static=cgc_lightconv_small --cgc-context static --cgc-init-std 0.01")
-PAIRS=(cgc:lightconv cgc:cgc_static cgc_static:lightconv)
-if [ "$NORM" != latent ]; then
-  MODELS+=("cgc_latent=cgc_lightconv_small $V --cgc-norm latent")
-  PAIRS+=(cgc:cgc_latent cgc_latent:lightconv)
-fi
-SEEDS=(1 2 3)
-BUDGET=(--seeds "${SEEDS[@]}" --patience 5 --validate-every 200 --max-update 6000 --average 5 --curve-every 400
-        --precision fp32)
 race() {  # OUT, then race.py's flags; run it with & (it replaces that subshell; the EXIT trap stops it)
   local out=$1; shift
   cd "$WT"
@@ -53,12 +76,10 @@ race() {  # OUT, then race.py's flags; run it with & (it replaces that subshell;
     --out "/work/main/$out" "${BUDGET[@]}" --threads "$THREADS" "$@" >> "/work/main/$out/race.log" 2>&1
 }
 dynamicconv_race() {  # --jobs N
-  race $DYN --models dynamicconv=dynamicconv_small "cgc=cgc_dynamicconv_small $V --cgc-norm $NORM" --pairs cgc:dynamicconv \
-    --jobs "$1"
+  race $DYN --models "${DYN_MODELS[@]}" --pairs "${DYN_PAIRS[@]}" --jobs "$1"
 }
 trap 'exit 143' TERM INT
 trap 'kill $(jobs -p) 2>/dev/null || true; bash docs/results/race_converged/keep.sh' EXIT
-finished() { find "$@" -path '*/seed*/summary.json' | wc -l; }  # runs finished under the given OUTs
 bash docs/results/race_converged/keep.sh; kept=$(finished $LIGHT $DYN)  # a run that finished while no queue ran
 keep_new() {  # keep.sh when a run has finished since the last call
   local now; now=$(finished $LIGHT $DYN)
