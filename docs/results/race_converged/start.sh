@@ -51,7 +51,8 @@ running() { [ -f "$1/race.pid" ] && kill -0 "$(tr -dc 0-9 < "$1/race.pid")" 2>/d
 if running $LIGHT || running $DYN; then echo "error: a race is running already (its race.pid under runs/)" >&2; exit 1; fi
 if [ "${1:-}" = --detach ]; then
   mkdir -p $LIGHT
-  setsid nohup bash "$0" >> $LIGHT/queue.log 2>&1 < /dev/null &
+  cp "$0" $LIGHT/queue.sh  # bash reads a script as it runs: the queue runs a copy, so that editing this one is safe
+  setsid nohup bash $LIGHT/queue.sh >> $LIGHT/queue.log 2>&1 < /dev/null &
   echo "race queue running in the background, pid $!; log: /work/main/$LIGHT/queue.log"
   exit 0
 fi
