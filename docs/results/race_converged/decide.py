@@ -1,6 +1,7 @@
 """Apply the converged race's rule (rule.txt) to its race.json files, the LightConv race's and the DynamicConv race's:
 
     python docs/results/race_converged/decide.py LIGHT/race.json [DYN/race.json] > decision.json
+    python docs/results/race_converged/decide.py --markdown LIGHT/race.json [DYN/race.json] > decision.md
 
 For every seed-paired comparison in them (model vs baseline) and test split: "helps" iff the sacreBLEU delta's 95% t
 interval is above 0, the NLL delta's is below 0, and the paired bootstrap gives p < 0.05 with the model ahead on a
@@ -13,11 +14,11 @@ import json
 import sys
 
 DECIDING, CHECK = "test", "test1"
-CLAIMS = {  # (race, model, baseline) -> the rule's name of the claim
-    ("lightconv", "cgc", "lightconv"): "CGC helps LightConv",
-    ("lightconv", "cgc", "cgc_static"): "It is the context",
-    ("lightconv", "cgc", "cgc_latent"): "The screen's fix matters at convergence",
-    ("dynamicconv", "cgc", "dynamicconv"): "CGC helps DynamicConv",
+QUESTIONS = {  # (race, model, baseline) -> the question of the rule's claim
+    ("lightconv", "cgc", "lightconv"): "Does CGC help LightConv?",
+    ("lightconv", "cgc", "cgc_static"): "Is it the context?",
+    ("lightconv", "cgc", "cgc_latent"): "Does the screen's fix matter at convergence?",
+    ("dynamicconv", "cgc", "dynamicconv"): "Does CGC help DynamicConv?",
 }
 
 
@@ -51,7 +52,7 @@ def decide(race, report):
         decided, check = tests[DECIDING]["verdict"], tests[CHECK]["verdict"]
         out.append({
             "race": race, "model": pair["gated"], "baseline": pair["baseline"],
-            "claim": CLAIMS.get((race, pair["gated"], pair["baseline"])),  # None: reported beside, not a claim
+            "question": QUESTIONS.get((race, pair["gated"], pair["baseline"])),  # None: reported beside
             "verdict": decided, f"{CHECK}_verdict": check,  # rule: a claim on one test set only is reported as such
             "more_seeds": tests[DECIDING]["seeds"] < 5 and any(tests[DECIDING]["bound_within_one_std_of_0"].values()),
             "splits": tests,
@@ -59,19 +60,39 @@ def decide(race, report):
     return out
 
 
-def main(paths):
+def markdown(decisions):
+    """One row per comparison and test split: the verdict and the three tests it rests on."""
+    def delta(d, digits):
+        return f"{d['mean']:+.{digits}f} [{d['ci95'][0]:+.{digits}f}, {d['ci95'][1]:+.{digits}f}]"
+
+    lines = ["| race | model vs baseline | question | split | verdict | sacreBLEU Δ [95% t CI] | NLL Δ [95% t CI] | "
+             "bootstrap per seed: Δ (p) | more seeds |", "|---|---|---|---|---|---|---|---|---|"]
+    for d in decisions:
+        for split, t in d["splits"].items():
+            seeds = "; ".join(f"{seed}: {r['delta']:+.2f} ({r['p_value']:.3f})" for seed, r in t["bootstrap"].items())
+            lines.append(f"| {d['race']} | {d['model']} vs {d['baseline']} | {d['question'] or '(beside)'} | {split} | "
+                         f"{t['verdict']} | {delta(t['sacrebleu_delta'], 2)} | {delta(t['nll_delta'], 3)} | {seeds} | "
+                         + ("yes" if split == DECIDING and d["more_seeds"] else "") + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(paths, as_markdown):
     decisions = []
     for race, path in zip(("lightconv", "dynamicconv"), paths):
         report = json.load(open(path))
         if report["missing_runs"]:
             raise SystemExit(f"error: {path} is not finished: {', '.join(report['missing_runs'])} missing")
         decisions += decide(race, report)
+    if as_markdown:
+        sys.stdout.write(markdown(decisions))
+        return
     json.dump({"rule": "docs/results/race_converged/rule.txt", "decided_on": DECIDING, "check": CHECK,
                "decisions": decisions}, sys.stdout, indent=2)
     print()
 
 
 if __name__ == "__main__":
-    if not 1 <= len(sys.argv) - 1 <= 2:
-        raise SystemExit("usage: decide.py LIGHT/race.json [DYN/race.json]")
-    main(sys.argv[1:])
+    args = [a for a in sys.argv[1:] if a != "--markdown"]
+    if not 1 <= len(args) <= 2:
+        raise SystemExit("usage: decide.py [--markdown] LIGHT/race.json [DYN/race.json]")
+    main(args, "--markdown" in sys.argv[1:])

@@ -3,7 +3,7 @@
 #   bash docs/results/race_converged/start.sh --detach            # from /work/main; log: runs/race-converged/queue.log
 #   JOBS=1 THREADS=2 bash docs/results/race_converged/start.sh --detach   # one run at a time on both cores
 #   bash docs/results/race_converged/start.sh --report   # main's race.md of both races' finished runs, and, once
-#       every run has finished, decision.json (decide.py: the rule's claims), all under docs/results/race_converged/
+#       every run has finished, decision.json and .md (decide.py: the rule's claims), under docs/results/race_converged/
 # On a fresh machine it first makes what the race needs: the venv and data-bin (make), the tag and its worktree.
 # The LightConv race runs JOBS runs at a time (default 2), THREADS torch threads each (default 1). With one thread
 # per run, when only its last run is left, the DynamicConv race takes the idle core (--jobs 1); when the LightConv
@@ -41,9 +41,10 @@ if [ "${1:-}" = --report ]; then  # main's report of the finished runs (the race
   report $DYN dynamicconv --models "${DYN_MODELS[@]}" --pairs "${DYN_PAIRS[@]}"
   cd docs/results/race_converged
   if [ -f dynamicconv/race.json ] && python3 decide.py {lightconv,dynamicconv}/race.json > decision.json.tmp; then
-    mv decision.json.tmp decision.json && echo docs/results/race_converged/decision.json
+    python3 decide.py --markdown {lightconv,dynamicconv}/race.json > decision.md
+    mv decision.json.tmp decision.json && echo docs/results/race_converged/decision.{json,md}
   else
-    rm -f decision.json.tmp && echo "no decision.json: the races are not finished"
+    rm -f decision.json.tmp && echo "no decision: the races are not finished"
   fi
   exit 0
 fi
