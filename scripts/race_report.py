@@ -169,7 +169,7 @@ def fmt(ms, digits=2):
 def validation_columns(report):
     """The starred columns, [(key, header, digits)], and their footnote: to convergence, fairseq's valid loss at the
     rule's best validation; with a fixed budget, the last checkpoint's valid BLEU and loss."""
-    if any(m["best_valid_loss"] for m in report["models"].values()):
+    if report["to_convergence"]:
         return [("best_valid_loss", "best valid loss*", 3)], (
             "*: fairseq's valid loss (label-smoothed cross-entropy, base 2; lower is better) at the best validation, "
             "the one the stopping rule names.")
@@ -192,7 +192,7 @@ def markdown(report):
         cells += [fmt(m["scores"][s][k]) for s in splits for k in ("bleu_tokenized", "sacrebleu")]
         cells += [fmt(m[key], digits) for key, _, digits in starred]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Scores of the average of the last checkpoints (the fixed rule), except {footnote}"]
+    lines += ["", f"Scores of the average of checkpoints (the budget's fixed rule, above), except {footnote}"]
     if report["pairs"]:
         lines += ["", "Seed-paired difference, model − baseline (mean ± std of the per-seed differences; "
                   "'beyond noise' = mean gain larger than the larger seed std of the two models):", "",
@@ -367,7 +367,8 @@ def report(models, summaries, args, missing):
             sources.setdefault(split, r.get("split_source"))
     rep = {
         "budget": budget(args),
-        "max_update": args.max_update, "seeds": args.seeds, "splits": args.splits, "split_sources": sources,
+        "max_update": args.max_update, "to_convergence": bool(args.patience), "seeds": args.seeds,
+        "splits": args.splits, "split_sources": sources,
         "models": by_model, "pairs": pairs, "gate_stats": mean_gate_stats(summaries), "missing_runs": missing,
         "runs": summaries, "data": str(args.data), "command": command_line(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},

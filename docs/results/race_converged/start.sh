@@ -3,7 +3,7 @@
 #   bash docs/results/race_converged/start.sh --detach            # from /work/main; log: runs/race-converged/queue.log
 #   JOBS=1 THREADS=2 bash docs/results/race_converged/start.sh --detach   # one run at a time on both cores
 #   bash docs/results/race_converged/start.sh --report   # main's race.md of both races' finished runs, and, once
-#       every run has finished, decision.json and .md (decide.py: the rule's claims), under docs/results/race_converged/
+#       a race has finished, decision.json and .md (decide.py: the rule's claims), under docs/results/race_converged/
 # On a fresh machine it first makes what the race needs: the venv and data-bin (make), the tag and its worktree.
 # The LightConv race runs JOBS runs at a time (default 2), THREADS torch threads each (default 1). With one thread
 # per run, when only its last run is left, the DynamicConv race takes the idle core (--jobs 1); when the LightConv
@@ -27,7 +27,8 @@ DYN_MODELS=(dynamicconv=dynamicconv_small "cgc=cgc_dynamicconv_small $V --cgc-no
 BUDGET=(--seeds "${SEEDS[@]}" --patience 5 --validate-every 200 --max-update 6000 --average 5 --curve-every 400
         --precision fp32)
 JOBS=${JOBS:-2} THREADS=${THREADS:-1}
-finished() { find "$@" -path '*/seed*/summary.json' 2>/dev/null | wc -l; }  # runs finished under the given OUTs
+# runs finished under the given OUTs (0 for an OUT not made yet)
+finished() { { find "$@" -path '*/seed*/summary.json' 2>/dev/null || true; } | wc -l; }
 if [ "${1:-}" = --report ]; then  # main's report of the finished runs (the race's own is its tag's)
   report() {  # OUT, the folder under docs/results/race_converged/, then race.py's --models and --pairs
     local out=$1 dest=docs/results/race_converged/$2; shift 2
@@ -40,19 +41,16 @@ if [ "${1:-}" = --report ]; then  # main's report of the finished runs (the race
   report $LIGHT lightconv --models "${MODELS[@]}" --pairs "${PAIRS[@]}"
   report $DYN dynamicconv --models "${DYN_MODELS[@]}" --pairs "${DYN_PAIRS[@]}"
   cd docs/results/race_converged
-  if [ -f dynamicconv/race.json ] && python3 decide.py {lightconv,dynamicconv}/race.json > decision.json.tmp; then
-    python3 decide.py --markdown {lightconv,dynamicconv}/race.json > decision.md
-    mv decision.json.tmp decision.json && echo docs/results/race_converged/decision.{json,md}
-  else
-    rm -f decision.json.tmp && echo "no decision: the races are not finished"
-  fi
+  python3 decide.py . lightconv/race.json $([ -f dynamicconv/race.json ] && echo dynamicconv/race.json) > /dev/null &&
+    echo docs/results/race_converged/decision.{json,md} || echo "no decision (see above)"
   exit 0
 fi
 running() { [ -f "$1/race.pid" ] && kill -0 "$(tr -dc 0-9 < "$1/race.pid")" 2>/dev/null; }
 if running $LIGHT || running $DYN; then echo "error: a race is running already (its race.pid under runs/)" >&2; exit 1; fi
 if [ "${1:-}" = --detach ]; then
   mkdir -p $LIGHT
-  cp "$0" $LIGHT/queue.sh  # bash reads a script as it runs: the queue runs a copy, so that editing this one is safe
+  # bash reads a script as it runs: the queue runs a copy, so that editing this one is safe
+  cp --remove-destination "$0" $LIGHT/queue.sh
   setsid nohup bash $LIGHT/queue.sh >> $LIGHT/queue.log 2>&1 < /dev/null &
   echo "race queue running in the background, pid $!; log: /work/main/$LIGHT/queue.log"
   exit 0
