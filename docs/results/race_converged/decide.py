@@ -101,8 +101,13 @@ def write(path, text):
 
 def main(out, paths):
     decisions, unfinished = [], {}
+    if not out.is_dir():
+        raise SystemExit(f"error: OUT_DIR {out} is not a directory")
     for race, path in zip(("lightconv", "dynamicconv"), paths):
-        report = json.load(open(path))
+        try:
+            report = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: {path}: not a readable race.json ({e})")
         if report["missing_runs"]:
             unfinished[race] = report["missing_runs"]
         else:
