@@ -52,8 +52,11 @@ def test_report_matches_the_runs(raced):
         (group,) = rep["models"][label]["speed"]
         assert group == f"{cpu}, 1 thread(s)"
         speed = rep["models"][label]["speed"][group]
-        per_hour = [r["updates"] * 3600 / r["training_wall_seconds"] for r in mine]
-        assert speed["runs"] == 2 and speed["updates_per_hour"]["mean"] == pytest.approx(statistics.fmean(per_hour))
+        # the log's clock ticks in seconds: a run under one second has no speed (a fast CI machine does 12 updates)
+        per_hour = [r["updates"] * 3600 / r["training_wall_seconds"] for r in mine if r["training_wall_seconds"]]
+        assert speed["runs"] == 2 and all(r["training_wall_seconds"] >= 0 for r in mine)
+        assert (speed["updates_per_hour"] or {}).get("mean") == (pytest.approx(statistics.fmean(per_hour))
+                                                                 if per_hour else None)
     (pair,) = rep["pairs"]
     assert (pair["gated"], pair["baseline"], pair["seeds"]) == ("cgc_lightconv_small", "lightconv_small", [1, 2])
     g = [rep["runs"][i] for i in range(4) if rep["runs"][i]["label"] == "cgc_lightconv_small"]
@@ -180,7 +183,7 @@ def test_to_convergence(tmp_path, synthetic_data):
     assert "| stopped at | best at |" in md and "| best valid loss* |" in md and "last valid loss*" not in md
     (run_record,) = json.loads((out / "race.json").read_text())["runs"]
     assert run_record["best_valid_loss"] == expected["best_loss"]
-    assert 0 < run_record["minutes_to_best"] <= run_record["training_wall_seconds"] / 60
+    assert 0 <= run_record["minutes_to_best"] <= run_record["training_wall_seconds"] / 60  # a clock in seconds
     assert summary["training_wall_seconds"] == pytest.approx(run_record["training_wall_seconds"])  # all sessions
     assert run_record["threads"] == 2 == json.loads((run / "train.json").read_text())["machine"]["threads"]
     assert (f"| cgc_lightconv_small | 1 | {run_record['cpu']} | 2 | {expected['last_update']} |"
