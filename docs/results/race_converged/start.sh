@@ -6,7 +6,7 @@
 #       a race has finished, decision.json and .md (decide.py: the rule's claims), under docs/results/race_converged/
 # On a fresh machine it first makes what the race needs: the venv and data-bin (make), the tag and its worktree.
 # The LightConv race runs JOBS runs at a time (default 2), THREADS torch threads each (default 1). With one thread
-# per run, when only its last run is left, the DynamicConv race takes the idle core (--jobs 1); when the LightConv
+# per run, when exactly its last run is left, the DynamicConv race takes the idle core (--jobs 1); when the LightConv
 # race ends, the DynamicConv race goes on with JOBS at a time (it resumes from its checkpoint_last.pt, losing at most
 # 200 updates of one run). Each race logs to its OUT/race.log. Every minute, keep.sh copies newly finished runs'
 # small files under docs/results/race_converged/ (commit them).
@@ -92,7 +92,7 @@ runs=$(( ${#MODELS[@]} * ${#SEEDS[@]} )) dyn=
 while kill -0 $light 2>/dev/null; do
   keep_new
   light_finished=$(finished $LIGHT)
-  if [ -z "$dyn" ] && [ "$THREADS" = 1 ] && [ "$JOBS" -gt 1 ] && [ "$light_finished" -ge $((runs - 1)) ]; then
+  if [ -z "$dyn" ] && [ "$THREADS" = 1 ] && [ "$JOBS" -gt 1 ] && [ "$light_finished" -eq $((runs - 1)) ]; then
     say "LightConv: $light_finished of $runs runs finished; DynamicConv race on the idle core (--jobs 1) -> $DYN"
     dynamicconv_race 1 & dyn=$!
   fi
